@@ -1,0 +1,300 @@
+"""Client side of the benchmark: one echo client per row, and the large-echo subprocess.
+
+``make_client(row, port)`` returns an object with ``echo(value)`` (a JSON value or bytes, sent
+the way that row's peer sends it, reply decoded), ``for_thread()`` (the client a worker thread
+uses: the same object for thread-safe clients, a new one for xmlrpc and the manager proxy) and
+``close()``.
+
+Run as a script, this module is the large-echo workload (c) for one row, in a process of its
+own so that the client's peak memory is measured from a clean baseline::
+
+    python benchmarks/_clients.py ROW PORT SERVER_PID [--mb1 CALLS SECONDS] [--mb64 CALLS SECONDS]
+
+It prints one JSON object on its last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from typing import Any, Protocol
+
+from _common import (
+    AUTHKEY,
+    CONNECT_TIMEOUT_S,
+    HOST,
+    READ_TIMEOUT_S,
+    SMALL_PAYLOAD,
+    MiB,
+    PeakRSS,
+    make_blob,
+)
+
+
+class EchoClient(Protocol):
+    def echo(self, value: Any) -> Any: ...
+    def for_thread(self) -> EchoClient: ...
+    def close(self) -> None: ...
+
+
+_BINARY = (bytes, bytearray, memoryview)
+
+
+class FloorClient:
+    """A bare ``urllib3.HTTPConnectionPool(maxsize=8)``, msgspec encode/decode; thread-safe."""
+
+    def __init__(self, port: int) -> None:
+        import msgspec
+        import urllib3
+
+        self._pool = urllib3.HTTPConnectionPool(
+            HOST,
+            port,
+            maxsize=8,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+        )
+        self._encode = msgspec.json.Encoder().encode
+        self._decode = msgspec.json.Decoder().decode
+        self._json_headers = {"Content-Type": "application/json"}
+        self._bytes_headers = {"Content-Type": "application/octet-stream"}
+
+    def echo(self, value: Any) -> Any:
+        if isinstance(value, _BINARY):
+            body, headers = value, self._bytes_headers
+        else:
+            body, headers = self._encode(value), self._json_headers
+        r = self._pool.urlopen("PUT", "/echo", body=body, headers=headers)
+        if r.status != 200:
+            raise RuntimeError(f"floor server answered {r.status}")
+        if r.headers.get("Content-Type") == "application/json":
+            return self._decode(r.data)
+        return r.data
+
+    def for_thread(self) -> FloorClient:
+        return self
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class DataserveClient:
+    """``dataserve.HTTPDataClient``; thread-safe, so every thread shares it."""
+
+    def __init__(self, port: int) -> None:
+        from dataserve import HTTPDataClient
+
+        self._client = HTTPDataClient(url=f"http://{HOST}:{port}")
+
+    def echo(self, value: Any) -> Any:
+        return self._client.send("/echo", value)
+
+    def for_thread(self) -> DataserveClient:
+        return self
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class XMLRPCClient:
+    """``xmlrpc.client.ServerProxy`` (not thread-safe: one per thread); bytes as ``Binary``."""
+
+    def __init__(self, port: int) -> None:
+        import xmlrpc.client
+
+        class Transport(xmlrpc.client.Transport):
+            def make_connection(self, host: Any) -> Any:
+                conn = super().make_connection(host)
+                conn.timeout = READ_TIMEOUT_S
+                return conn
+
+        self._port = port
+        self._binary = xmlrpc.client.Binary
+        self._proxy = xmlrpc.client.ServerProxy(
+            f"http://{HOST}:{port}/", transport=Transport(), allow_none=True
+        )
+
+    def echo(self, value: Any) -> Any:
+        if isinstance(value, _BINARY):
+            return self._proxy.echo(self._binary(bytes(value))).data
+        return self._proxy.echo(value)
+
+    def for_thread(self) -> XMLRPCClient:
+        return XMLRPCClient(self._port)
+
+    def close(self) -> None:
+        self._proxy("close")()
+
+
+class MpManagerClient:
+    """A ``BaseManager`` proxy to the served ``EchoObject``; one proxy per thread."""
+
+    def __init__(self, port: int, manager: Any = None) -> None:
+        from multiprocessing.managers import BaseManager
+
+        if manager is None:
+
+            class Manager(BaseManager):
+                pass
+
+            Manager.register("Echo")
+            manager = Manager(address=(HOST, port), authkey=AUTHKEY)
+            manager.connect()
+        self._port = port
+        self._manager = manager
+        self._proxy = manager.Echo()
+
+    def echo(self, value: Any) -> Any:
+        return self._proxy.echo(value)
+
+    def for_thread(self) -> MpManagerClient:
+        return MpManagerClient(self._port, self._manager)
+
+    def close(self) -> None:
+        del self._proxy  # the proxy's finalizer releases the remote object
+
+
+class V01WireClient:
+    """What dataserve 0.1's client did: ``requests.put`` per call, no Session, stdlib json."""
+
+    def __init__(self, port: int) -> None:
+        import requests
+
+        self._put = requests.put
+        self._url = f"http://{HOST}:{port}/echo"
+
+    def echo(self, value: Any) -> Any:
+        if isinstance(value, _BINARY):
+            data, ctype = bytes(value), "application/octet-stream"
+        elif isinstance(value, str):
+            data, ctype = value.encode("utf-8"), "text/plain"
+        else:
+            data, ctype = json.dumps(value).encode("utf-8"), "application/json"
+        r = self._put(
+            self._url,
+            data=data,
+            headers={"Content-Type": ctype},
+            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+        )
+        if r.status_code != 200:
+            raise RuntimeError(f"0.1-wire server answered {r.status_code}")
+        rtype = r.headers.get("Content-Type")
+        if rtype == "application/json":
+            return json.loads(r.content)
+        if rtype == "text/plain":
+            return r.content.decode("utf-8")
+        return r.content
+
+    def for_thread(self) -> V01WireClient:
+        return self
+
+    def close(self) -> None:
+        pass
+
+
+_CLIENTS: dict[str, type[Any]] = {
+    "floor": FloorClient,
+    "dataserve": DataserveClient,
+    "xmlrpc": XMLRPCClient,
+    "mp-manager": MpManagerClient,
+    "dataserve-0.1-wire": V01WireClient,
+}
+
+
+def make_client(row: str, port: int) -> EchoClient:
+    """The echo client of ``row`` connected to 127.0.0.1:``port``."""
+    client: EchoClient = _CLIENTS[row](port)
+    return client
+
+
+# ---------------------------------------------------------------------------------------------
+# Workload (c): large bytes echo, run in this module's own process.
+
+
+def _timed_echoes(
+    client: EchoClient, blob: bytes, max_calls: int, max_seconds: float, first_s: float = 0.0
+) -> dict[str, float]:
+    """Echo ``blob`` until ``max_calls`` calls or ``max_seconds`` (counting an already timed
+    first call of ``first_s`` seconds, if any); return MB/s over all calls."""
+    calls = 1 if first_s else 0
+    elapsed = first_s
+    while calls < max_calls and elapsed < max_seconds:
+        t0 = time.perf_counter()
+        reply = client.echo(blob)
+        elapsed += time.perf_counter() - t0
+        calls += 1
+        if len(reply) != len(blob):
+            raise RuntimeError(f"echo returned {len(reply)} bytes for {len(blob)}")
+        del reply
+    return {"calls": calls, "seconds": elapsed, "MBps": calls * len(blob) / MiB / elapsed}
+
+
+def large_echo(
+    row: str, port: int, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
+) -> dict[str, Any]:
+    """1 MiB and 64 MiB bytes echo: MB/s, and the peak RSS of both processes for one 64 MiB call.
+
+    The baselines are taken just before that call, with the payload already built (the caller
+    owns it): the figure is what the round trip costs each side, reply included. ``mb1`` and
+    ``mb64`` bound each size's timing loop as (calls, seconds); one 64 MiB call always runs.
+    """
+    client = make_client(row, port)
+    try:
+        client.echo(SMALL_PAYLOAD)  # connect
+        out: dict[str, Any] = {}
+        small = make_blob(1 * MiB)
+        if client.echo(small) != small:
+            raise RuntimeError("1 MB echo came back different")
+        out["mb1"] = _timed_echoes(client, small, *mb1)
+        del small
+
+        size = 64 * MiB
+        blob = make_blob(size)
+        gc.collect()
+        client_peak, server_peak = PeakRSS(os.getpid()), PeakRSS(server_pid)
+        server_peak.start()
+        client_peak.start()
+        t0 = time.perf_counter()
+        reply = client.echo(blob)
+        first_s = time.perf_counter() - t0
+        c_hwm, s_hwm = client_peak.stop(), server_peak.stop()
+        if reply != blob:
+            raise RuntimeError("64 MB echo came back different")
+        del reply
+        out["mb64"] = _timed_echoes(client, blob, *mb64, first_s=first_s)
+        for side, probe, hwm in (("client", client_peak, c_hwm), ("server", server_peak, s_hwm)):
+            growth = None if hwm is None or probe.baseline is None else hwm - probe.baseline
+            out[f"mb64_{side}_peak"] = {
+                "baseline_MB": None if probe.baseline is None else probe.baseline / MiB,
+                "peak_above_MB": None if growth is None else growth / MiB,
+                "x_payload": None if growth is None else growth / size,
+                "method": probe.method,
+            }
+        return out
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("row")
+    parser.add_argument("port", type=int)
+    parser.add_argument("server_pid", type=int)
+    parser.add_argument("--mb1", nargs=2, type=float, default=(200, 1.0), metavar=("CALLS", "S"))
+    parser.add_argument("--mb64", nargs=2, type=float, default=(10, 2.0), metavar=("CALLS", "S"))
+    args = parser.parse_args(argv)
+    mb1 = (int(args.mb1[0]), args.mb1[1])
+    mb64 = (int(args.mb64[0]), args.mb64[1])
+    try:
+        result = large_echo(args.row, args.port, args.server_pid, mb1, mb64)
+    except Exception as exc:
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

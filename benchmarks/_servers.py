@@ -1,0 +1,203 @@
+"""Server side of the benchmark: one echo server per row, each run in its own spawned process.
+
+``serve(row, conn)`` is the process target: it binds 127.0.0.1 on a free port, sends the port
+through ``conn`` and serves until the harness terminates the process. Every server echoes its
+payload back, doing the decode/encode work its protocol implies.
+"""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+from _common import AUTHKEY, HOST
+
+#: Replies up to this size are sent as one ``head + body`` write; larger ones as two writes.
+ONE_WRITE_MAX = 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# floor: the bare stack dataserve is built on (ThreadingHTTPServer + msgspec)
+
+
+class _FloorServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog: a burst of connects is never dropped
+    daemon_threads = True
+
+
+class _FloorHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive echo doing the msgspec work of a dataserve handler, and no more."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # TCP_NODELAY, set by StreamRequestHandler.setup()
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = self.rfile.read(length)
+        ctype = self.headers.get("Content-Type", "application/octet-stream")
+        out: bytes
+        if ctype == "application/json":
+            out = _ENCODE(_DECODE(body))
+        elif ctype == "text/plain":
+            out = body.decode("utf-8").encode("utf-8")
+        else:
+            out = body
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            ctype.encode("latin-1"),
+            len(out),
+        )
+        if len(out) <= ONE_WRITE_MAX:
+            self.wfile.write(head + out)
+        else:
+            self.wfile.write(head)
+            self.wfile.write(out)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+_ENCODE: Callable[[Any], bytes]
+_DECODE: Callable[[bytes], Any]
+
+
+def _serve_floor(conn: Connection) -> None:
+    global _ENCODE, _DECODE
+    import msgspec
+
+    _ENCODE = msgspec.json.Encoder().encode
+    _DECODE = msgspec.json.Decoder().decode
+    srv = _FloorServer((HOST, 0), _FloorHandler)
+    conn.send(srv.server_address[1])
+    srv.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# dataserve
+
+
+def _serve_dataserve(conn: Connection) -> None:
+    from dataserve import HTTPDataHandler, HTTPDataServer
+
+    class Echo(HTTPDataHandler):
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return payload
+
+    srv = HTTPDataServer(Echo, port=0, host=HOST)
+    srv.start()
+    conn.send(srv.port)
+    threading.Event().wait()  # until SIGTERM from the harness
+
+
+# ---------------------------------------------------------------------------------------------
+# xmlrpc: stdlib SimpleXMLRPCServer made threaded
+
+
+def _serve_xmlrpc(conn: Connection) -> None:
+    from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+
+    class Handler(SimpleXMLRPCRequestHandler):
+        # The stdlib gzips replies above 1400 bytes for a client that accepts gzip (its own
+        # ServerProxy does): off, so the row measures the protocol, not zlib on random bytes.
+        encode_threshold = None
+
+    class Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
+        daemon_threads = True
+
+    srv = Server((HOST, 0), requestHandler=Handler, logRequests=False, allow_none=True)
+    srv.register_function(lambda value: value, "echo")
+    conn.send(srv.server_address[1])
+    srv.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# mp-manager: multiprocessing.managers.BaseManager proxy (dataserve 0.1's ProxyServer)
+
+
+class EchoObject:
+    """The object served through the manager; proxies call ``echo`` on it (pickled args)."""
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+
+def _serve_mp_manager(conn: Connection) -> None:
+    from multiprocessing.managers import BaseManager
+
+    class Manager(BaseManager):
+        pass
+
+    Manager.register("Echo", callable=EchoObject)
+    server = Manager(address=(HOST, 0), authkey=AUTHKEY).get_server()
+    conn.send(server.address[1])
+    server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# dataserve-0.1-wire: HTTP/1.0, one request per connection, one request at a time, stdlib json
+
+
+class _V01Handler(BaseHTTPRequestHandler):
+    """What dataserve 0.1's server did on the wire (protocol_version stays "HTTP/1.0")."""
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = self.rfile.read(length)
+        ctype = self.headers["Content-Type"]
+        value: Any
+        if ctype == "application/json":
+            value = json.loads(body)
+        elif ctype == "text/plain":
+            value = body.decode("utf-8")
+        elif ctype == "application/octet-stream":
+            value = body
+        else:
+            self.send_error(400)
+            return
+        result = value  # the handler: echo
+        if isinstance(result, bytes):
+            out, out_type = result, "application/octet-stream"
+        elif isinstance(result, str):
+            out, out_type = result.encode("utf-8"), "text/plain"
+        else:
+            out, out_type = json.dumps(result).encode("utf-8"), "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", out_type)  # no Content-Length: the close ends the body
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # 0.1 logged each request to stderr; left out to keep the harness output readable
+
+
+def _serve_v01(conn: Connection) -> None:
+    srv = HTTPServer((HOST, 0), _V01Handler)  # not threaded, stdlib backlog of 5
+    conn.send(srv.server_address[1])
+    srv.serve_forever()
+
+
+_SERVERS: dict[str, Callable[[Connection], None]] = {
+    "floor": _serve_floor,
+    "dataserve": _serve_dataserve,
+    "xmlrpc": _serve_xmlrpc,
+    "mp-manager": _serve_mp_manager,
+    "dataserve-0.1-wire": _serve_v01,
+}
+
+
+def serve(row: str, conn: Connection) -> None:
+    """Process target: serve ``row``'s echo server on 127.0.0.1:<free port> until terminated.
+
+    Sends the port through ``conn`` once listening, or ``("error", message)`` if it cannot start.
+    """
+    try:
+        _SERVERS[row](conn)
+    except BaseException as exc:  # report start-up failures to the harness, then exit
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+        raise

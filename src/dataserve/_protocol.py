@@ -1,0 +1,544 @@
+"""Protocol core: turns a request head and body into a reply, with no I/O.
+
+Owns the status table, request-head parsing (strict, RFC 9112), media-type parsing,
+problem+json and codec choice, for the server backends and the client alike. It never sees a
+socket: backends read bytes, hand them here, and write what comes back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import unquote
+
+import msgspec
+
+from ._errors import DecodeError, EncodeError, RemoteError, error_class_for_status
+from ._handler import HTTPDataHandler, resolve_routes
+from .codecs._base import Codec
+from .codecs._registry import CodecRegistry
+
+__all__ = [
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "MAX_REQUEST_LINE",
+    "PROBLEM_MEDIA_TYPE",
+    "STATUS_PHRASES",
+    "HTTPError",
+    "Reply",
+    "Request",
+    "RequestHead",
+    "ServerCore",
+    "parse_accept",
+    "parse_media_type",
+    "parse_request_head",
+    "problem_body",
+    "raise_for_reply",
+]
+
+_log: Final = logging.getLogger("dataserve")
+
+STATUS_PHRASES: Final[dict[int, str]] = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+OCTET_STREAM: Final = "application/octet-stream"
+_NO_PARAMS: Final[dict[str, str]] = {}
+
+MAX_REQUEST_LINE: Final = 8192
+"""Longest request line accepted (414 beyond)."""
+MAX_HEADERS: Final = 100
+"""Most header fields accepted (431 beyond)."""
+MAX_HEADER_BYTES: Final = 65536
+"""Largest header section accepted, in bytes (431 beyond)."""
+
+_CACHE_LIMIT: Final = 1024
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_BYTE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
+_VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+_PROBLEM_ENCODER: Final = msgspec.json.Encoder()
+
+
+class HTTPError(Exception):
+    """A request rejected with a status; each backend renders it as problem+json in one place.
+
+    Args:
+        status: The HTTP status.
+        detail: A sentence for the ``detail`` member; never the payload or the token.
+        close: Close the connection after the reply (the body was not read, or framing is
+            in doubt).
+        headers: Extra reply headers, e.g. ``Allow``.
+        extra: Extension members of the problem object.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        close: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.close = close
+        self.headers = headers
+        self.extra = extra
+
+
+class Reply:
+    """What a backend must send: a status, headers (framing excluded) and a body.
+
+    ``Content-Length``, ``Date`` and ``Connection`` are the backend's to add.
+    """
+
+    __slots__ = ("body", "close", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: tuple[tuple[str, str], ...],
+        body: Any,
+        close: bool = False,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.close = close
+
+
+class RequestHead:
+    """A parsed request head.
+
+    Attributes:
+        method: e.g. ``"PUT"``.
+        target: The request target as sent (``/xdata?q=1``).
+        version: ``(1, 1)`` or ``(1, 0)``.
+        headers: Field names lower-cased; repeated fields joined with ``", "``.
+    """
+
+    __slots__ = ("headers", "method", "target", "version")
+
+    def __init__(
+        self, method: str, target: str, version: tuple[int, int], headers: dict[str, str]
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+
+
+class Request:
+    """A request that passed every check on its head and whose body may now be read."""
+
+    __slots__ = ("accept", "codec", "content_length", "keep_alive", "params", "resource")
+
+    def __init__(
+        self,
+        resource: str,
+        content_length: int,
+        codec: Codec[Any] | None,
+        params: dict[str, str],
+        accept: tuple[str, ...],
+        keep_alive: bool,
+    ) -> None:
+        self.resource = resource
+        self.content_length = content_length
+        self.codec = codec  # None for HEAD
+        self.params = params
+        self.accept = accept
+        self.keep_alive = keep_alive
+
+
+def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
+    """Parse a request line and header lines (each without its CRLF) strictly, per RFC 9112.
+
+    Raises:
+        HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
+            than 1.0 and 1.1. Every such error closes the connection.
+    """
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise HTTPError(400, "malformed request line", close=True)
+    method, target, raw_version = parts
+    version = _VERSIONS.get(raw_version)
+    if version is None:
+        if _VERSION_SHAPE.fullmatch(raw_version):
+            raise HTTPError(
+                505,
+                f"HTTP version {raw_version.decode()} is not supported; use HTTP/1.1",
+                close=True,
+            )
+        raise HTTPError(400, "malformed HTTP version in request line", close=True)
+    if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
+        raise HTTPError(400, "control character in request target", close=True)
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            # Covers obs-fold (a line starting with whitespace) and "Name : value".
+            raise HTTPError(400, "malformed header line", close=True)
+        value = value.strip(b" \t")
+        if _BAD_VALUE_BYTE.search(value):
+            raise HTTPError(400, "control character in a header value", close=True)
+        key = name.decode("ascii").lower()
+        text = value.decode("latin-1")
+        if key in headers:
+            if key == "content-length":
+                if headers[key] != text:
+                    raise HTTPError(400, "conflicting Content-Length headers", close=True)
+                continue
+            if key == "host":
+                raise HTTPError(400, "more than one Host header", close=True)
+            text = f"{headers[key]}, {text}"
+        headers[key] = text
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+
+
+_media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
+    """Split a Content-Type header into its type and its parameters.
+
+    Args:
+        header: As received, e.g. ``"Text/Plain; charset=latin-1"``.
+    Returns:
+        ``("text/plain", {"charset": "latin-1"})``, names lower-cased, quotes removed.
+        The parameters dict is shared: do not modify it.
+    """
+    cached = _media_type_cache.get(header)
+    if cached is not None:
+        return cached
+    media_type, _, rest = header.partition(";")
+    params: dict[str, str] = {}
+    while rest:
+        item, _, rest = rest.partition(";")
+        name, eq, value = item.partition("=")
+        name = name.strip().lower()
+        if eq and name:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            params[name] = value
+    result = (media_type.strip().lower(), params)
+    if len(_media_type_cache) >= _CACHE_LIMIT:
+        _media_type_cache.clear()
+    _media_type_cache[header] = result
+    return result
+
+
+_accept_cache: dict[str, tuple[str, ...]] = {}
+
+
+def parse_accept(header: str) -> tuple[str, ...]:
+    """The media types of an ``Accept`` header, most preferred first (``q=0`` left out).
+
+    Ties keep the order in which the peer listed them.
+    """
+    cached = _accept_cache.get(header)
+    if cached is not None:
+        return cached
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(header.split(",")):
+        media_type, params = parse_media_type(item)
+        if not media_type:
+            continue
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if q > 0:
+            ranked.append((-q, index, media_type))
+    result = tuple(media_type for _, _, media_type in sorted(ranked))
+    if len(_accept_cache) >= _CACHE_LIMIT:
+        _accept_cache.clear()
+    _accept_cache[header] = result
+    return result
+
+
+def problem_body(status: int, detail: str, extra: Mapping[str, object] | None = None) -> bytes:
+    """An RFC 9457 problem object: ``type``, ``title``, ``status``, ``detail`` and extensions."""
+    problem: dict[str, object] = {
+        "type": "about:blank",
+        "title": STATUS_PHRASES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if extra:
+        problem.update(extra)
+    return _PROBLEM_ENCODER.encode(problem)
+
+
+def error_reply(error: HTTPError) -> Reply:
+    """The problem+json reply for a rejected request."""
+    headers = (("Content-Type", PROBLEM_MEDIA_TYPE), *error.headers)
+    return Reply(
+        error.status,
+        headers,
+        problem_body(error.status, error.detail, error.extra),
+        close=error.close,
+    )
+
+
+def _resource_of(target: str) -> str:
+    if target[0] != "/":
+        # absolute-form (RFC 9112 3.2.2): keep only the path.
+        scheme, sep, rest = target.partition("://")
+        if not sep or scheme.lower() not in ("http", "https"):
+            raise HTTPError(400, "request target must be a path such as /xdata", close=True)
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    path = target.partition("?")[0]
+    if "%" in path:
+        try:
+            path = unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            raise HTTPError(
+                400, "request path is not valid UTF-8 once percent-decoded", close=True
+            ) from None
+    if "\x00" in path:
+        raise HTTPError(400, "NUL character in request path", close=True)
+    return path
+
+
+class ServerCore:
+    """The server side of the protocol: checks a request head, then turns a body into a reply.
+
+    Shared by the socket backend and the WSGI adapter. Safe to use from many threads at once.
+
+    Args:
+        handler: The handler instance.
+        registry: The codecs the server decodes (an allow-list) and encodes with.
+        auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
+        max_body_size: Largest ``Content-Length`` accepted, in bytes.
+        expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
+    """
+
+    def __init__(
+        self,
+        handler: HTTPDataHandler,
+        registry: CodecRegistry,
+        *,
+        auth_token: str | None = None,
+        max_body_size: int,
+        expose_tracebacks: bool = False,
+    ) -> None:
+        self.handler = handler
+        self.registry = registry
+        self._expected_auth = None if auth_token is None else f"Bearer {auth_token}".encode()
+        self.max_body_size = max_body_size
+        self.expose_tracebacks = expose_tracebacks
+        self._routes = resolve_routes(handler)
+        self._catch_all: Callable[[str, Any], object] = handler.handle_request
+        self._ok_headers: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    # -- head ------------------------------------------------------------------------------
+
+    def check_head(self, head: RequestHead) -> Request:
+        """Check everything that can be checked before the body is read.
+
+        Returns:
+            The request, with the codec that will decode its body (``None`` for HEAD).
+        Raises:
+            HTTPError: 401, 405, 411, 413, 415, or 400 for ambiguous framing.
+        """
+        headers = head.headers
+        connection = headers.get("connection", "").lower()
+        # HTTP/1.0 clients are served and their connection closed.
+        keep_alive = head.version == (1, 1) and "close" not in connection
+        resource = _resource_of(head.target)
+        method = head.method
+        framing = headers.get("content-length")
+        if "transfer-encoding" in headers:
+            if framing is not None:
+                raise HTTPError(
+                    400,
+                    "both Transfer-Encoding and Content-Length; "
+                    "refused to prevent request smuggling",
+                    close=True,
+                )
+            raise HTTPError(
+                411,
+                "Transfer-Encoding (chunked bodies) is not supported; "
+                "send the body with a Content-Length",
+                close=True,
+            )
+        if framing is None:
+            length = -1
+        elif _DIGITS.fullmatch(framing):
+            length = int(framing)
+        else:
+            raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
+        if method == "HEAD":
+            return Request(resource, 0, None, {}, (), keep_alive and length <= 0)
+        if method != "PUT":
+            raise HTTPError(
+                405,
+                f"method {method} is not allowed; dataserve calls use PUT (and HEAD for liveness)",
+                close=length > 0 or not keep_alive,
+                headers=(("Allow", "PUT, HEAD"),),
+            )
+        if self._expected_auth is not None:
+            given = headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, self._expected_auth):
+                raise HTTPError(
+                    401,
+                    "missing or wrong bearer token",
+                    close=True,
+                    headers=(("WWW-Authenticate", 'Bearer realm="dataserve"'),),
+                )
+        if length < 0:
+            raise HTTPError(411, "a PUT needs a Content-Length header", close=True)
+        if length > self.max_body_size:
+            raise HTTPError(
+                413,
+                f"body of {length} bytes is over this server's limit of {self.max_body_size} bytes",
+                close=True,
+            )
+        content_type = headers.get("content-type")
+        if content_type is None:
+            media_type, params = OCTET_STREAM, _NO_PARAMS
+        else:
+            media_type, params = parse_media_type(content_type)
+        codec = self.registry.codec_for_media_type(media_type)
+        if codec is None:
+            accepted = ", ".join(self.registry.media_types)
+            raise HTTPError(
+                415,
+                f"no codec for Content-Type {media_type!r}; this server accepts {accepted}",
+                close=True,
+            )
+        accept = headers.get("accept")
+        return Request(
+            resource, length, codec, params, parse_accept(accept) if accept else (), keep_alive
+        )
+
+    # -- body ------------------------------------------------------------------------------
+
+    def handle(self, request: Request, body: Any) -> Reply:
+        """Decode the body, call the handler, encode its return value.
+
+        Never raises for anything the peer or the handler did: every failure is a reply.
+        """
+        try:
+            return self._handle(request, body)
+        except HTTPError as error:
+            return error_reply(error)
+
+    def _handle(self, request: Request, body: Any) -> Reply:
+        resource = request.resource
+        codec = request.codec
+        if codec is None:  # HEAD
+            return Reply(200, (), b"", close=not request.keep_alive)
+        route = self._routes.get(resource)
+        if route is None:
+            payload = self._decode(codec, body, request.params, None)
+            call: Callable[[str, Any], object] = self._catch_all
+            try:
+                result = call(resource, payload)
+            except Exception as exc:
+                return self._handler_failed(resource, exc)
+        else:
+            payload = self._decode(codec, body, request.params, route.payload_type)
+            try:
+                result = route.method(payload)
+            except Exception as exc:
+                return self._handler_failed(resource, exc)
+            if route.return_type is not None and result is not None:
+                try:
+                    result = msgspec.convert(result, route.return_type)
+                except (msgspec.ValidationError, TypeError) as exc:
+                    raise HTTPError(
+                        500,
+                        f"the route for {resource!r} returned a value that "
+                        f"does not fit its return annotation: {exc}",
+                        extra={"exception": "ValidationError"},
+                    ) from None
+        if result is None:
+            raise HTTPError(404, f"the handler returned None for {resource!r}")
+        try:
+            out_codec, data = self.registry.encode_for(result, request.accept, resource)
+        except EncodeError as exc:
+            name = result.__class__.__name__
+            raise HTTPError(
+                500,
+                f"the handler returned a value of type {name!r} for "
+                f"{resource!r}, which no codec on the server encodes",
+                extra={"exception": "EncodeError"},
+            ) from exc
+        headers = self._ok_headers.get(out_codec.media_type)
+        if headers is None:
+            headers = self._ok_headers[out_codec.media_type] = (
+                ("Content-Type", out_codec.media_type),
+            )
+        return Reply(200, headers, data, close=not request.keep_alive)
+
+    def _decode(self, codec: Codec[Any], body: Any, params: dict[str, str], target: object) -> Any:
+        try:
+            return self.registry.decode(codec, body, params, target)
+        except DecodeError as exc:
+            raise HTTPError(400, str(exc)) from None
+
+    def _handler_failed(self, resource: str, exc: Exception) -> Reply:
+        name = exc.__class__.__name__
+        _log.error("dataserve: the handler raised %s for %r", name, resource, exc_info=exc)
+        extra: dict[str, object] = {"exception": name}
+        if self.expose_tracebacks:
+            extra["traceback"] = "".join(traceback.format_exception(exc))
+        return error_reply(HTTPError(500, f"{name}: {exc}", extra=extra))
+
+
+# -- client side -----------------------------------------------------------------------------
+
+
+def raise_for_reply(
+    status: int, content_type: str | None, body: bytes, method: str, url: str
+) -> None:
+    """Raise the `ServerError` subclass for an error reply (problem+json or plain text)."""
+    detail = ""
+    exception_type = ""
+    if content_type is not None and parse_media_type(content_type)[0] == PROBLEM_MEDIA_TYPE:
+        try:
+            problem = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            problem = None
+        if isinstance(problem, dict):
+            detail = str(problem.get("detail", ""))
+            exception_type = str(problem.get("exception", ""))
+    if not detail:
+        detail = body[:500].decode("utf-8", "replace").strip()
+    phrase = STATUS_PHRASES.get(status, "")
+    message = f"{method} {url} answered {status} {phrase}".rstrip()
+    if detail:
+        message += f": {detail}"
+    if status == 404:
+        message += "; check the resource name"
+    cls = error_class_for_status(status)
+    if cls is RemoteError:
+        raise RemoteError(message, status, detail, url, exception_type)
+    raise cls(message, status, detail, url)

@@ -1,0 +1,160 @@
+"""The codec protocol and the three built-in codecs (text, JSON, bytes).
+
+A codec turns values of the types it claims into bytes and back. The built-ins put exactly
+``text/plain``, ``application/json`` and ``application/octet-stream`` on the wire, as
+dataserve 0.1 did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Protocol, TypeVar
+
+import msgspec
+
+__all__ = [
+    "BytesCodec",
+    "Codec",
+    "JsonCodec",
+    "TextCodec",
+    "TypedDecoderCache",
+]
+
+T = TypeVar("T")
+
+# Targets that mean "whatever the codec naturally produces".
+_UNTYPED: Final[frozenset[object]] = frozenset({None, object, Any})
+
+
+class Codec(Protocol[T]):
+    """What dataserve needs of a codec; a codec need not inherit from this class.
+
+    ``media_type`` and ``types`` may be plain attributes or ``Final`` class attributes.
+    A codec is shared by every thread of a client or server: ``encode`` and ``decode`` must be
+    safe to call concurrently.
+    """
+
+    @property
+    def media_type(self) -> str:
+        """The bare media type this codec puts in ``Content-Type``, e.g. ``"application/json"``."""
+        ...
+
+    @property
+    def types(self) -> tuple[type[T], ...]:
+        """The Python types this codec claims when encoding (subclasses included)."""
+        ...
+
+    def encode(self, value: T, /) -> bytes | bytearray | memoryview:
+        """Turn a value into the body to send."""
+        ...
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> T:
+        """Turn a received body back into a value.
+
+        Args:
+            data: The body (any bytes-like object; may be a ``memoryview``).
+            params: The media-type parameters, names lower-cased (e.g. ``{"charset": "utf-8"}``).
+            type: The typed target of ``send(..., type=T)`` or of a typed route, or ``None``.
+        """
+        ...
+
+
+class TypedDecoderCache:
+    """One msgspec decoder per target type, built on first use and then reused.
+
+    Args:
+        factory: Builds a decoder for a type, e.g. ``msgspec.json.Decoder``.
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._decoders: dict[object, Any] = {}
+
+    def get(self, target: object) -> Any:
+        """The decoder for ``target``, built once (unhashable type forms are not cached)."""
+        try:
+            return self._decoders[target]
+        except KeyError:
+            decoder = self._decoders[target] = self._factory(target)
+            return decoder
+        except TypeError:
+            return self._factory(target)
+
+
+def _convert(value: object, target: object) -> Any:
+    """Convert an already decoded value to a typed target with msgspec's strict rules."""
+    if target in _UNTYPED:
+        return value
+    return msgspec.convert(value, target)
+
+
+class TextCodec:
+    """``str`` as ``text/plain``: UTF-8 on the way out, the ``charset`` parameter on the way in.
+
+    A body without a ``charset`` parameter is read as UTF-8.
+    """
+
+    media_type: Final = "text/plain"
+    types: Final[tuple[type[str], ...]] = (str,)
+
+    def encode(self, value: str, /) -> bytes:
+        """Encode as UTF-8."""
+        return value.encode("utf-8")
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
+        """Decode with the ``charset`` parameter (UTF-8 by default)."""
+        text = str(data, params.get("charset", "utf-8"))
+        if type is str:
+            return text
+        return _convert(text, type)
+
+
+_JSON_ENCODER: Final = msgspec.json.Encoder()
+_JSON_DECODER: Final = msgspec.json.Decoder()
+_JSON_TYPED: Final = TypedDecoderCache(msgspec.json.Decoder)
+
+
+class JsonCodec:
+    """JSON via msgspec as ``application/json``.
+
+    Claims dicts, lists, tuples, numbers, bools and ``None``; the registry also falls back to it
+    for anything else msgspec encodes (dataclasses, Structs, datetime, UUID, Decimal, enums).
+    Typed decoding uses one cached ``msgspec.json.Decoder(T)`` per type.
+    """
+
+    media_type: Final = "application/json"
+    types: Final[tuple[type, ...]] = (dict, list, tuple, int, float, bool, type(None))
+
+    def encode(self, value: object, /) -> bytes:
+        """Encode with a shared ``msgspec.json.Encoder``."""
+        return _JSON_ENCODER.encode(value)
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
+        """Decode (JSON is always UTF-8; a ``charset`` parameter is ignored)."""
+        if type is None:
+            return _JSON_DECODER.decode(data)
+        return _JSON_TYPED.get(type).decode(data)
+
+
+class BytesCodec:
+    """``bytes``, ``bytearray`` and ``memoryview`` as ``application/octet-stream``, untouched.
+
+    Encoding hands the caller's buffer to the transport without copying it.
+    """
+
+    media_type: Final = "application/octet-stream"
+    types: Final[tuple[type, ...]] = (bytes, bytearray, memoryview)
+
+    def encode(self, value: bytes | bytearray | memoryview, /) -> bytes | bytearray | memoryview:
+        """Return the buffer itself."""
+        return value
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
+        """Return the body as ``bytes`` (or converted to ``type``)."""
+        if type is None or type is bytes or type in _UNTYPED:
+            return data if data.__class__ is bytes else bytes(data)
+        if type is bytearray:
+            return bytearray(data)
+        if type is memoryview:
+            return memoryview(data)
+        return _convert(bytes(data), type)
