@@ -1,0 +1,704 @@
+"""dataserve benchmark: dataserve against the floor of its own stack and its peers (SPEC §12).
+
+Run (from the repository root)::
+
+    python benchmarks/run.py                   # full run, a few minutes
+    python benchmarks/run.py --quick           # under a minute
+    python benchmarks/run.py --repeat 3 --json bench.json --chart bench.png
+    python benchmarks/run.py --quick --rows floor dataserve
+
+If ``dataserve`` is not installed but ``src/dataserve`` exists, it is imported from ``src/``
+(for the harness, its servers and its subprocesses alike). A row whose packages are missing
+(``requests`` for the 0.1 wire, ``dataserve`` itself) is skipped with a note.
+
+Rows (each server in its own spawned process on 127.0.0.1, free port; this process is the client):
+
+``floor``
+    A bare ``http.server.ThreadingHTTPServer``: HTTP/1.1 keep-alive, TCP_NODELAY, a listen
+    backlog of 1024, a hand-built reply head sent in one write with a small body (head, then
+    body, for a large one); it does a handler's msgspec work (JSON decoded then encoded, bytes
+    passed through). Client: a bare ``urllib3.HTTPConnectionPool(maxsize=8)`` with
+    ``urlopen('PUT', ...)`` and msgspec encode/decode. What dataserve stands on.
+``dataserve``
+    ``HTTPDataServer`` with an echo ``HTTPDataHandler``; ``HTTPDataClient``.
+``xmlrpc``
+    stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
+    per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
+    ``xmlrpc.client.Binary``.
+``mp-manager``
+    ``multiprocessing.managers.BaseManager`` serving an object's ``echo`` through a proxy
+    (pickle), as dataserve 0.1's ProxyServer did; one proxy per thread.
+``dataserve-0.1-wire``
+    dataserve 0.1 on the wire: a non-threaded HTTP/1.0 ``HTTPServer``, no keep-alive, replies
+    without Content-Length, stdlib json, content types compared as strings; client
+    ``requests.put`` with a new connection per call (no Session).
+
+Workloads, each bounded by a call count and a time cap (``--quick`` lowers both):
+
+(a) small JSON round trips (``[1, 2, 3]``) from one thread: calls/s, p50 and p99 latency;
+(b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s;
+(c) 1 MB and 64 MB bytes echo (1 MB = 2**20 bytes), in a client subprocess of its own: MB/s,
+    and for one 64 MB call the peak RSS of client and server above their RSS just before the
+    call (the payload already built), in MB and as a multiple of the payload (P);
+(d) a 10,000-record JSON list echoed: median time per call;
+and ``import dataserve`` against ``import msgspec, urllib3`` (``python -X importtime`` in fresh
+interpreters, cumulative time of the top-level imports, median of several runs).
+
+Output: a Markdown table on stdout (each figure followed by its ratio to the floor), then the
+SPEC §12 targets with PASS/FAIL; progress goes to stderr. ``--json PATH`` writes every raw
+figure, ``--chart PATH`` a PNG bar chart (needs matplotlib). ``--repeat N`` runs everything N
+times and reports the median of each figure (the targets are checked on the median of three).
+The harness reports; it exits 0 whether or not a target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script it is sys.path[0] already
+    sys.path.insert(0, str(HERE))
+
+from _common import ROWS, SMALL_PAYLOAD, MiB, make_records  # noqa: E402
+
+N_THREADS = 8
+SERVER_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bounds of each workload: at most ``*_calls`` calls or ``*_s`` seconds, whichever first."""
+
+    warmup_calls: int
+    warmup_s: float
+    small_calls: int
+    small_s: float
+    threads_calls: int
+    threads_s: float
+    mb1_calls: int
+    mb1_s: float
+    mb64_calls: int  # at least one 64 MB call always runs: it is the one whose memory is measured
+    mb64_s: float
+    records_calls: int
+    records_s: float
+    import_runs: int
+
+    @property
+    def row_hard_limit_s(self) -> float:
+        """After this long a row's server is killed, so a hung client call cannot hang the run."""
+        total = self.small_s + self.threads_s + self.mb1_s + self.mb64_s + self.records_s
+        return 3 * total + 120
+
+
+QUICK = Budget(
+    warmup_calls=100, warmup_s=0.2,
+    small_calls=20_000, small_s=1.5,
+    threads_calls=40_000, threads_s=1.5,
+    mb1_calls=200, mb1_s=0.7,
+    mb64_calls=5, mb64_s=1.0,
+    records_calls=50, records_s=1.0,
+    import_runs=5,
+)  # fmt: skip
+FULL = Budget(
+    warmup_calls=500, warmup_s=0.5,
+    small_calls=200_000, small_s=5.0,
+    threads_calls=400_000, threads_s=5.0,
+    mb1_calls=2_000, mb1_s=3.0,
+    mb64_calls=40, mb64_s=5.0,
+    records_calls=400, records_s=4.0,
+    import_runs=11,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures: key, column title, True if higher is better (informational only)
+
+FIGURES: list[tuple[str, str]] = [
+    ("small_calls_s", "small calls/s"),
+    ("small_p50_us", "p50 µs"),
+    ("small_p99_us", "p99 µs"),
+    ("threads8_calls_s", "8 threads calls/s"),
+    ("mb1_MBps", "1 MB MB/s"),
+    ("mb64_MBps", "64 MB MB/s"),
+    ("mb64_client_peak_MB", "64 MB client peak"),
+    ("mb64_server_peak_MB", "64 MB server peak"),
+    ("records10k_ms", "10k records ms"),
+]
+EXTRA_FIGURES = ("mb64_client_peak_x", "mb64_server_peak_x", "small_max_us")
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+
+
+def locate_dataserve() -> tuple[str | None, str | None]:
+    """Make ``dataserve`` importable here and in child processes.
+
+    Returns (note, error): a note when it comes from ``src/``; an error when it cannot be
+    imported (the row and the import figure are then skipped).
+    """
+    note = None
+    if importlib.util.find_spec("dataserve") is None:
+        src = HERE.parent / "src"
+        if (src / "dataserve" / "__init__.py").is_file():
+            sys.path.insert(0, str(src))
+            old = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = str(src) + (os.pathsep + old if old else "")
+            note = f"dataserve imported from {src} (not installed)"
+    try:
+        import dataserve
+
+        dataserve.HTTPDataServer  # noqa: B018 - the names the rows need
+        dataserve.HTTPDataClient  # noqa: B018
+    except Exception as exc:
+        return note, f"cannot import dataserve ({type(exc).__name__}: {exc})"
+    return note, None
+
+
+def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
+    """Why ``row`` cannot run here, or None."""
+    if row == "dataserve" and dataserve_error:
+        return dataserve_error
+    if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
+        return "needs `requests` (pip install requests)"
+    return None
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+@contextmanager
+def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
+    """Run ``row``'s server in a spawned process; yield (port, pid); always terminate it.
+
+    A watchdog terminates the server after ``hard_limit_s``, which makes any client call still
+    waiting on it fail instead of hanging the run.
+    """
+    import _servers
+
+    ctx = mp.get_context("spawn")
+    recv_conn, send_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_servers.serve, args=(row, send_conn), name=f"bench-{row}")
+    proc.daemon = True
+    watchdog = threading.Timer(hard_limit_s, proc.terminate)
+    watchdog.daemon = True
+    try:
+        proc.start()
+        send_conn.close()
+        if not recv_conn.poll(SERVER_START_TIMEOUT_S):
+            raise RuntimeError(f"{row} server did not start within {SERVER_START_TIMEOUT_S:.0f} s")
+        try:
+            msg = recv_conn.recv()
+        except EOFError:
+            raise RuntimeError(f"{row} server exited at start (code {proc.exitcode})") from None
+        if isinstance(msg, tuple):
+            raise RuntimeError(f"{row} server failed to start: {msg[1]}")
+        watchdog.start()
+        assert proc.pid is not None
+        yield int(msg), proc.pid
+    finally:
+        watchdog.cancel()
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        recv_conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads run in this process
+
+
+def _percentile(sorted_values: list[int], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    k = max(0, min(len(sorted_values) - 1, math.ceil(pct / 100 * len(sorted_values)) - 1))
+    return float(sorted_values[k])
+
+
+def _warm_up(echo: Callable[[Any], Any], payload: Any, b: Budget) -> None:
+    deadline = time.perf_counter() + b.warmup_s
+    for _ in range(b.warmup_calls):
+        echo(payload)
+        if time.perf_counter() >= deadline:
+            break
+
+
+def bench_small(client: Any, b: Budget) -> dict[str, float]:
+    """(a) Small JSON round trips from one thread."""
+    echo = client.echo
+    payload = SMALL_PAYLOAD
+    if echo(payload) != payload:
+        raise RuntimeError(f"small echo came back as {echo(payload)!r}")
+    _warm_up(echo, payload, b)
+    clock = time.perf_counter_ns
+    latencies: list[int] = []
+    append = latencies.append
+    start = t1 = clock()
+    stop = start + int(b.small_s * 1e9)
+    for _ in range(b.small_calls):
+        t0 = clock()
+        echo(payload)
+        t1 = clock()
+        append(t1 - t0)
+        if t1 >= stop:
+            break
+    latencies.sort()
+    return {
+        "small_calls": len(latencies),
+        "small_calls_s": len(latencies) / ((t1 - start) / 1e9),
+        "small_p50_us": _percentile(latencies, 50) / 1e3,
+        "small_p99_us": _percentile(latencies, 99) / 1e3,
+        "small_max_us": latencies[-1] / 1e3,
+    }
+
+
+def bench_threads(client: Any, b: Budget) -> dict[str, float]:
+    """(b) ``N_THREADS`` threads calling at once: calls/s in total."""
+    clients = [client.for_thread() for _ in range(N_THREADS)]
+    barrier = threading.Barrier(N_THREADS + 1, timeout=60)
+    counts = [0] * N_THREADS
+    errors: list[BaseException] = []
+    per_thread = max(1, b.threads_calls // N_THREADS)
+
+    def work(i: int) -> None:
+        echo = clients[i].echo
+        try:
+            echo(SMALL_PAYLOAD)  # each thread opens its connection before the clock starts
+            barrier.wait()
+            deadline = time.perf_counter() + b.threads_s
+            n = 0
+            while n < per_thread:
+                echo(SMALL_PAYLOAD)
+                n += 1
+                if time.perf_counter() >= deadline:
+                    break
+            counts[i] = n
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(N_THREADS)]
+    try:
+        for t in threads:
+            t.start()
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join(b.threads_s + 180)
+        elapsed = time.perf_counter() - t0
+    finally:
+        for c in clients:
+            if c is not client:
+                c.close()
+    if errors:
+        raise errors[0]
+    if any(t.is_alive() for t in threads):
+        raise RuntimeError("a client thread did not finish")
+    return {"threads8_calls": sum(counts), "threads8_calls_s": sum(counts) / elapsed}
+
+
+def bench_records(client: Any, b: Budget) -> dict[str, float]:
+    """(d) A 10,000-record JSON list echoed: median seconds per call."""
+    records = make_records()
+    if client.echo(records) != records:
+        raise RuntimeError("10k records came back different")
+    times: list[float] = []
+    start = time.perf_counter()
+    for _ in range(b.records_calls):
+        t0 = time.perf_counter()
+        client.echo(records)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        if t1 - start >= b.records_s:
+            break
+    return {"records10k_calls": len(times), "records10k_ms": statistics.median(times) * 1e3}
+
+
+def bench_large(row: str, port: int, server_pid: int, b: Budget) -> dict[str, Any]:
+    """(c) 1 MB and 64 MB bytes echo, in a client subprocess (see ``_clients.large_echo``)."""
+    cmd = [
+        sys.executable,
+        str(HERE / "_clients.py"),
+        row,
+        str(port),
+        str(server_pid),
+        "--mb1", str(b.mb1_calls), str(b.mb1_s),
+        "--mb64", str(b.mb64_calls), str(b.mb64_s),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=b.row_hard_limit_s)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"large-echo client exited {proc.returncode}: {proc.stderr[-500:]}")
+    raw: dict[str, Any] = json.loads(lines[-1])
+    if "error" in raw:
+        raise RuntimeError(raw["error"])
+    out: dict[str, Any] = {"mb1_MBps": raw["mb1"]["MBps"], "mb64_MBps": raw["mb64"]["MBps"]}
+    out["mb1_calls"] = raw["mb1"]["calls"]
+    out["mb64_calls"] = raw["mb64"]["calls"]
+    for side in ("client", "server"):
+        peak = raw[f"mb64_{side}_peak"]
+        out[f"mb64_{side}_peak_MB"] = peak["peak_above_MB"]
+        out[f"mb64_{side}_peak_x"] = peak["x_payload"]
+        out[f"mb64_{side}_baseline_MB"] = peak["baseline_MB"]
+        out["memory_method"] = peak["method"]
+    return out
+
+
+def measure_row(row: str, b: Budget) -> dict[str, Any]:
+    """All workloads for one row against a fresh server: {"figures": ..., "errors": ...}."""
+    from _clients import make_client
+
+    figures: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    wall_s: dict[str, float] = {}
+
+    def attempt(name: str, bench: Callable[[], dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        try:
+            figures.update(bench())
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+        wall_s[name] = time.perf_counter() - t0
+
+    try:
+        with running_server(row, b.row_hard_limit_s) as (port, pid):
+            client = make_client(row, port)
+            try:
+                attempt("small", lambda: bench_small(client, b))
+                attempt("threads", lambda: bench_threads(client, b))
+                attempt("records", lambda: bench_records(client, b))
+            finally:
+                client.close()
+            attempt("large", lambda: bench_large(row, port, pid, b))
+    except Exception as exc:
+        errors["server"] = f"{type(exc).__name__}: {exc}"
+    return {"figures": figures, "errors": errors, "wall_s": wall_s}
+
+
+# ---------------------------------------------------------------------------------------------
+# Import time
+
+
+def _import_us(modules: list[str]) -> float:
+    """Cumulative ``-X importtime`` of ``import <modules>`` in a fresh interpreter, in µs."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import " + ", ".join(modules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"import {', '.join(modules)} failed: {proc.stderr[-300:]}")
+    total = 0.0
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[0].split(":")[1].strip().isdigit():
+            continue  # the header line
+        name = parts[2][1:]  # one space after the bar, then two per nesting level
+        if not name.startswith(" ") and name.strip() in modules:
+            total += int(parts[1])
+    return total
+
+
+def measure_import(runs: int) -> dict[str, Any]:
+    """Median import times of dataserve and of its two dependencies, interleaved runs."""
+    ours, deps = ["dataserve"], ["msgspec", "urllib3"]
+    _import_us(ours), _import_us(deps)  # discarded: bytecode caches written, files in page cache
+    a: list[float] = []
+    c: list[float] = []
+    for _ in range(runs):
+        a.append(_import_us(ours))
+        c.append(_import_us(deps))
+    ds, base = statistics.median(a), statistics.median(c)
+    return {
+        "import_dataserve_ms": ds / 1e3,
+        "import_msgspec_urllib3_ms": base / 1e3,
+        "import_ratio": ds / base,
+        "import_dataserve_runs_ms": [x / 1e3 for x in a],
+        "import_msgspec_urllib3_runs_ms": [x / 1e3 for x in c],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+
+def median_figures(runs: list[dict[str, dict[str, Any]]], rows: list[str]) -> dict[str, dict]:
+    """Per row and figure, the median over the runs that produced it."""
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        keys = {k for run in runs for k in run.get(row, {}).get("figures", {})}
+        med: dict[str, float] = {}
+        for k in sorted(keys):
+            vals = [run[row]["figures"].get(k) for run in runs if row in run]
+            nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if nums:
+                med[k] = statistics.median(nums)
+        out[row] = med
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "–"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _ratio(v: float | None, floor: float | None) -> str:
+    if v is None or not floor:
+        return ""
+    return f" ({v / floor:.2f}×)"
+
+
+def format_table(med: dict[str, dict[str, float]], rows: list[str]) -> str:
+    floor = med.get("floor", {})
+    head = ["row"] + [title for _, title in FIGURES]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * len(FIGURES)]
+    for row in rows:
+        f = med.get(row, {})
+        cells = [row]
+        for key, _ in FIGURES:
+            v = f.get(key)
+            cell = _fmt(v) + _ratio(v, floor.get(key))
+            if key.endswith("_peak_MB") and v is not None:
+                x = f.get(key[:-3] + "_x")
+                cell = f"{_fmt(v)} MB = {x:.2f} P" + _ratio(v, floor.get(key))
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None  # the ratio checked
+    limit: float
+    higher_is_better: bool
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "n/a"
+        ok = self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+        return "PASS" if ok else "FAIL"
+
+
+def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) -> list[Target]:
+    """SPEC §12 targets, as ratios, on the median figures."""
+    ds, fl, mpm = med.get("dataserve", {}), med.get("floor", {}), med.get("mp-manager", {})
+
+    def ratio(a: dict[str, float], b: dict[str, float], key: str) -> float | None:
+        x, y = a.get(key), b.get(key)
+        return x / y if x is not None and y else None
+
+    return [
+        Target("small JSON calls/s ≥ 1.15× floor", ratio(ds, fl, "small_calls_s"), 1.15, True),
+        Target("small JSON p99 latency ≤ floor's", ratio(ds, fl, "small_p99_us"), 1.0, False),
+        Target("8 threads calls/s ≥ 1.0× floor", ratio(ds, fl, "threads8_calls_s"), 1.0, True),
+        Target("1 MB echo MB/s ≥ 0.95× floor", ratio(ds, fl, "mb1_MBps"), 0.95, True),
+        Target("64 MB echo MB/s ≥ 0.95× floor", ratio(ds, fl, "mb64_MBps"), 0.95, True),
+        Target("1 MB echo MB/s ≥ 3× mp-manager", ratio(ds, mpm, "mb1_MBps"), 3.0, True),
+        Target("64 MB echo MB/s ≥ 3× mp-manager", ratio(ds, mpm, "mb64_MBps"), 3.0, True),
+        Target("64 MB client peak ≤ 2.2× payload", ds.get("mb64_client_peak_x"), 2.2, False),
+        Target("64 MB server peak ≤ 2.2× payload", ds.get("mb64_server_peak_x"), 2.2, False),
+        Target("10k records time ≤ 1.05× floor", ratio(ds, fl, "records10k_ms"), 1.05, False),
+        Target(
+            "import dataserve ≤ 1.2× import msgspec, urllib3",
+            imp["import_ratio"] if imp else None,
+            1.2,
+            False,
+        ),
+    ]
+
+
+def format_targets(targets: list[Target], n_runs: int) -> str:
+    what = "median of %d runs" % n_runs if n_runs > 1 else "one run; the targets are for the median of 3"
+    lines = [f"targets (SPEC §12, dataserve as a ratio; {what}):"]
+    for t in targets:
+        shown = "–" if t.value is None else f"{t.value:.2f}×"
+        lines.append(f"  {t.status:<4}  {t.name:<50} {shown}")
+    return "\n".join(lines)
+
+
+def write_chart(path: str, med: dict[str, dict[str, float]], rows: list[str], title: str) -> None:
+    """Bar chart of small calls/s and 1 MB / 64 MB MB/s per row (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("small_calls_s", "small JSON calls/s (1 thread)"),
+        ("mb1_MBps", "1 MB bytes echo, MB/s"),
+        ("mb64_MBps", "64 MB bytes echo, MB/s"),
+    ]
+    colors = {"floor": "#888888", "dataserve": "#1f77b4"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.8))
+    for ax, (key, label) in zip(axes, panels):
+        names = [r for r in rows if med.get(r, {}).get(key) is not None]
+        vals = [med[r][key] for r in names]
+        bars = ax.bar(names, vals, color=[colors.get(r, "#bbbbbb") for r in names])
+        ax.bar_label(bars, labels=[_fmt(v) for v in vals], fontsize=8)
+        ax.set_title(label, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.margins(y=0.15)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark dataserve against its stack's floor and its peers (SPEC §12)."
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller budgets: under a minute")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="median of N runs")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, metavar="ROW",
+                        help=f"rows to run, of: {', '.join(ROWS)} (default: all)")  # fmt: skip
+    parser.add_argument("--json", metavar="PATH", help="write all raw figures as JSON")
+    parser.add_argument("--chart", metavar="PATH", help="write a PNG bar chart (matplotlib)")
+    args = parser.parse_args(argv)
+    budget = QUICK if args.quick else FULL
+    wanted = list(args.rows or ROWS)
+    started = time.perf_counter()
+
+    notes: list[str] = []
+    ds_note, ds_error = locate_dataserve()
+    if ds_note:
+        notes.append(ds_note)
+    skipped = {r: why for r in wanted if (why := row_unavailable(r, ds_error))}
+    rows = [r for r in wanted if r not in skipped]
+    if "floor" not in rows:
+        notes.append("no floor row: ratios are not shown")
+
+    runs: list[dict[str, dict[str, Any]]] = []
+    imports: list[dict[str, Any]] = []
+    for i in range(max(1, args.repeat)):
+        run: dict[str, dict[str, Any]] = {}
+        # Every other run goes through the rows backwards, so a drift of the machine's speed
+        # during a run does not always favour the same row.
+        for row in rows if i % 2 == 0 else rows[::-1]:
+            t0 = time.perf_counter()
+            log(f"[run {i + 1}/{args.repeat}] {row} ...")
+            run[row] = measure_row(row, budget)
+            for name, err in run[row]["errors"].items():
+                log(f"    {name}: {err}")
+            log(f"    {time.perf_counter() - t0:.1f} s")
+        runs.append(run)
+        if ds_error is None:
+            try:
+                imports.append(measure_import(budget.import_runs))
+            except Exception as exc:
+                notes.append(f"import time not measured: {exc}")
+
+    med = median_figures(runs, rows)
+    imp: dict[str, Any] | None = None
+    if imports:
+        imp = {
+            k: statistics.median(x[k] for x in imports)
+            for k in ("import_dataserve_ms", "import_msgspec_urllib3_ms", "import_ratio")
+        }
+    targets = check_targets(med, imp)
+
+    cpus = os.cpu_count()
+    header = (
+        f"dataserve benchmark — Python {platform.python_version()}, {platform.system()}, "
+        f"{cpus} CPUs, {'quick' if args.quick else 'full'}, "
+        f"{'median of %d runs' % len(runs) if len(runs) > 1 else '1 run'}"
+    )
+    print(header + "\n")
+    print(format_table(med, rows))
+    print(
+        "\n(ratio) = figure / floor's figure. p50/p99: latency of one small call. "
+        "Peaks: RSS above the RSS just before one 64 MB call, in MB and in payloads (P)."
+    )
+    if imp:
+        print(
+            f"\nimport dataserve: {imp['import_dataserve_ms']:.1f} ms; import msgspec, urllib3: "
+            f"{imp['import_msgspec_urllib3_ms']:.1f} ms ({imp['import_ratio']:.2f}×; "
+            "-X importtime, median)"
+        )
+    for row, why in skipped.items():
+        print(f"\nskipped {row}: {why}")
+    for i, run in enumerate(runs):
+        for row, res in run.items():
+            for name, err in res["errors"].items():
+                print(f"\nrun {i + 1}, {row}, {name} failed: {err}")
+    for n in notes:
+        print(f"\nnote: {n}")
+    print("\n" + format_targets(targets, len(runs)))
+    elapsed = time.perf_counter() - started
+    print(f"\n({elapsed:.0f} s)")
+
+    if args.json:
+        doc = {
+            "meta": {
+                "python": sys.version,
+                "platform": platform.platform(),
+                "cpus": cpus,
+                "quick": args.quick,
+                "repeat": len(runs),
+                "budget": asdict(budget),
+                "elapsed_s": elapsed,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            "rows": rows,
+            "skipped": skipped,
+            "notes": notes,
+            "median": med,
+            "import": {"median": imp, "runs": imports},
+            "runs": runs,
+            "targets": [
+                {"name": t.name, "ratio": t.value, "limit": t.limit, "status": t.status}
+                for t in targets
+            ],
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        log(f"wrote {args.json}")
+    if args.chart:
+        try:
+            write_chart(args.chart, med, rows, header)
+            log(f"wrote {args.chart}")
+        except ImportError as exc:
+            print(f"\nchart not written: {exc} (pip install matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

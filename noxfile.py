@@ -1,0 +1,52 @@
+"""Development sessions: ``nox`` runs tests (every Python 3.11-3.13 present), typecheck, lint.
+
+Opt-in sessions: ``nox -s soak`` (bounded load test), ``nox -s bench`` (benchmarks).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.default_venv_backend = "venv"
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-socket>=0.7", "requests>=2.31", "trustme>=1.1"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the installed package (soak tests excluded)."""
+    session.install(".", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def soak(session: nox.Session) -> None:
+    """Run the bounded soak tests (many threads, restarts, resets; a few minutes at most)."""
+    session.install(".", *TEST_DEPS)
+    session.run("pytest", "-m", "soak", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src/ and typings/ (user-style code against the public API)."""
+    session.install(".", "mypy>=1.10", "numpy")
+    session.run("mypy", "--strict", "src", "typings")
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the stack's floor and the peers; pass --quick for a short run."""
+    session.install(".", "requests", "matplotlib")
+    args = session.posargs or ["--repeat", "3", "--json", "benchmarks/results/latest.json",
+                               "--chart", "benchmarks/results/chart.png"]
+    session.run("python", "benchmarks/run.py", *args)

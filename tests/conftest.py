@@ -1,0 +1,145 @@
+"""Shared fixtures: real servers on loopback (port 0), stopped by the test that started them."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dataserve import HTTPDataClient, HTTPDataHandler, HTTPDataServer
+
+
+class Echo(HTTPDataHandler):
+    """Returns the payload; a few resources for errors."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        with self.lock:
+            self.calls += 1
+        if resource == "/raise":
+            raise ValueError("boom with 'quotes'")
+        if resource == "/unencodable":
+            return object()
+        if resource == "/none":
+            return None
+        if resource == "/sleep":
+            time.sleep(float(payload))
+            return "slept"
+        if resource == "/resource":
+            return resource if payload is None else [resource, payload]
+        return payload
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[HTTPDataServer]:
+    with HTTPDataServer(Echo, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def client(echo_server: HTTPDataServer) -> Iterator[HTTPDataClient]:
+    with HTTPDataClient(url=echo_server.url) as c:
+        yield c
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., HTTPDataServer]]:
+    """Start servers with any options; every one is shut down when the test ends."""
+    servers: list[HTTPDataServer] = []
+
+    def make(handler: Any = Echo, **options: Any) -> HTTPDataServer:
+        server = HTTPDataServer(handler, **options).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.shutdown()
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.raw = raw
+
+    def json(self) -> Any:
+        import msgspec
+
+        return msgspec.json.decode(self.body)
+
+
+def read_reply(sock: socket.socket, *, head_only: bool = False) -> Reply:
+    """Read one HTTP/1.1 reply framed by Content-Length (or by close) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed before a reply head: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if head_only:
+        return Reply(status, headers, b"", head)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        body = rest[:length]
+    else:
+        body = rest + b"".join(iter(lambda: sock.recv(65536), b""))
+    return Reply(status, headers, body, head)
+
+
+def raw_exchange(port: int, request: bytes, *, timeout: float = 5.0,
+                 head_only: bool = False) -> Reply:
+    """Send raw bytes on a new connection and read one reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        return read_reply(sock, head_only=head_only)
+
+
+def is_closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True when the peer closes the connection (EOF or reset) within ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def put(resource: str, body: bytes, content_type: str = "application/json",
+        extra: str = "") -> bytes:
+    """A well-formed PUT request with Connection: close."""
+    return (f"PUT {resource} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n").encode() + body
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def dataserve_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("dataserve"))
