@@ -33,7 +33,7 @@ class Echo(HTTPDataHandler):
         if resource == "/sleep":
             time.sleep(float(payload))
             return "slept"
-        if resource == "/resource":
+        if resource.startswith("/resource"):
             return resource if payload is None else [resource, payload]
         return payload
 
@@ -143,3 +143,63 @@ def free_port() -> int:
 
 def dataserve_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith("dataserve"))
+
+
+class ScriptedServer:
+    """A raw-socket server that runs ``script(conn)`` for each connection (like urllib3's
+    SocketDummyServerTestCase), counting the requests it read. Bounded waits only."""
+
+    def __init__(self, script: Callable[[socket.socket, ScriptedServer], None]) -> None:
+        self.script = script
+        self.requests: list[bytes] = []
+        self.peers: list[tuple[str, int]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scripted-server")
+
+    def read_request(self, conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        self.requests.append(head + b"\r\n\r\n" + body)
+        return head + b"\r\n\r\n" + body
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.peers.append(peer)
+            conn.settimeout(5)
+            with conn:
+                with contextlib.suppress(OSError):
+                    self.script(conn, self)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
