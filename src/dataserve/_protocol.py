@@ -62,6 +62,8 @@ STATUS_PHRASES: Final[dict[int, str]] = {
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 OCTET_STREAM: Final = "application/octet-stream"
 _NO_PARAMS: Final[dict[str, str]] = {}
+LEGACY_ACCEPT: Final = ("application/json", "text/plain", "application/octet-stream")
+"""What a peer that sends no ``Accept`` (dataserve 0.1) is taken to accept: the 0.1 types."""
 
 MAX_REQUEST_LINE: Final = 8192
 """Longest request line accepted (414 beyond)."""
@@ -435,7 +437,12 @@ class ServerCore:
             )
         accept = headers.get("accept")
         return Request(
-            resource, length, codec, params, parse_accept(accept) if accept else (), keep_alive
+            resource,
+            length,
+            codec,
+            params,
+            parse_accept(accept) if accept else LEGACY_ACCEPT,
+            keep_alive,
         )
 
     # -- body ------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ class CodecRegistry:
     @property
     def media_types(self) -> tuple[str, ...]:
         """The media types this registry decodes, in order of preference (no duplicates)."""
-        return tuple(self._media_type_map())
+        self._ensure_plugins()
+        return tuple(self._by_media_type)
 
     def codec_for_media_type(self, media_type: str) -> Codec[Any] | None:
         """The codec that decodes a bare, lower-cased media type, or ``None``."""

@@ -1,0 +1,143 @@
+"""Typed results on the client (send(..., type=T)) and typed routes on the server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from dataserve import (
+    BadRequest,
+    DecodeError,
+    HTTPDataClient,
+    HTTPDataHandler,
+    HTTPDataServer,
+    RemoteError,
+    ResourceNotFound,
+    route,
+)
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Pair:
+    a: str
+    b: float
+
+
+class Typed(HTTPDataHandler):
+    @route("/add")
+    def add(self, payload: list[int]) -> int:
+        return sum(payload)
+
+    @route("/point")
+    def point(self, payload: Point) -> Point:
+        return Point(payload.x * 2, payload.y * 2)
+
+    @route("/liar")
+    def liar(self, payload: int) -> int:
+        return "not an int"  # type: ignore[return-value]
+
+    @route("raw")
+    def raw(self, payload):  # type: ignore[no-untyped-def]  # untyped route: anything goes
+        return {"got": payload}
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        return {"/pair": {"a": "x", "b": 1.5}, "/nums": [1, 2, "three"], "/text": "hi",
+                "/bytes": b"\x00\x01", "/echo": payload}.get(resource)
+
+
+class RoutesOnly(HTTPDataHandler):
+    @route("/one")
+    def one(self, payload: None) -> int:
+        return 1
+
+
+@pytest.fixture(scope="module")
+def typed_client() -> Iterator[HTTPDataClient]:
+    with HTTPDataServer(Typed) as server, HTTPDataClient(url=server.url) as client:
+        yield client
+
+
+def test_typed_list_result(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/echo", [1, 2], type=list[int]) == [1, 2]
+
+
+def test_typed_struct_and_dataclass_results(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/point", {"x": 1, "y": 2}, type=Point) == Point(2, 4)
+    assert typed_client.send("/pair", type=Pair) == Pair("x", 1.5)
+    assert typed_client.send("/pair", type=dict[str, Any]) == {"a": "x", "b": 1.5}
+
+
+def test_typed_str_and_bytes_results(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/text", type=str) == "hi"
+    assert typed_client.send("/bytes", type=bytes) == b"\x00\x01"
+    assert typed_client.send("/bytes", type=bytearray) == bytearray(b"\x00\x01")
+
+
+def test_typed_mismatch_raises_decode_error_with_path(typed_client: HTTPDataClient) -> None:
+    with pytest.raises(DecodeError, match=r"\$\[2\]") as info:
+        typed_client.send("/nums", type=list[int])
+    assert isinstance(info.value, ValueError)
+    assert "/nums" in str(info.value)
+    with pytest.raises(DecodeError, match="Expected `int`"):
+        typed_client.send("/text", type=int)
+    with pytest.raises(DecodeError):
+        typed_client.send("/bytes", type=str)
+
+
+def test_struct_payload_encodes_as_json(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/echo", Point(3, 4)) == {"x": 3, "y": 4}
+    assert typed_client.send("/point", Point(3, 4), type=Point) == Point(6, 8)
+
+
+def test_typed_route_validates_payload(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/add", [1, 2, 3]) == 6
+    with pytest.raises(BadRequest, match=r"\$\[1\]") as info:
+        typed_client.send("/add", [1, "two"])
+    assert info.value.status == 400
+    with pytest.raises(BadRequest, match="Object missing required field `y`"):
+        typed_client.send("/point", {"x": 1})
+
+
+def test_route_return_value_not_fitting_annotation_is_500(typed_client: HTTPDataClient) -> None:
+    with pytest.raises(RemoteError, match="return annotation") as info:
+        typed_client.send("/liar", 1)
+    assert info.value.status == 500
+
+
+def test_untyped_route_and_catch_all_live_together(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("raw", [1, "a"]) == {"got": [1, "a"]}
+    assert typed_client.send("/echo", "x") == "x"
+
+
+def test_handler_with_routes_only_answers_404_elsewhere() -> None:
+    with HTTPDataServer(RoutesOnly) as server, HTTPDataClient(url=server.url) as client:
+        assert client.send("/one") == 1
+        with pytest.raises(ResourceNotFound):
+            client.send("/two", 1)
+
+
+def test_handler_with_neither_routes_nor_catch_all_is_a_type_error() -> None:
+    class Nothing(HTTPDataHandler):
+        pass
+
+    with pytest.raises(TypeError, match="Nothing handles no resource.*handle_request.*@route"):
+        Nothing()
+
+
+def test_route_with_wrong_arity_fails_at_server_creation(make_server: Callable[..., Any]) -> None:
+    class Bad(HTTPDataHandler):
+        @route("/bad")
+        def bad(self, a: int, b: int) -> int:
+            return a + b
+
+    with pytest.raises(TypeError, match="exactly one argument"):
+        make_server(Bad)
