@@ -1,0 +1,180 @@
+"""HTTPDataServer: binding, lifecycle, shutdown, limits."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dataserve import HTTPDataClient, HTTPDataHandler, HTTPDataServer
+
+from .conftest import Echo, dataserve_threads, free_port, put, raw_exchange, read_reply
+
+
+def test_port_zero_picks_a_free_port_and_binds_loopback() -> None:
+    with HTTPDataServer(Echo) as server:
+        assert server.port > 0
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert server.host == "127.0.0.1"
+        with HTTPDataClient(url=server.url) as client:
+            assert client.send("/echo", 1) == 1
+
+
+def test_handler_class_is_instantiated_once_and_instances_are_used_as_given() -> None:
+    created: list[object] = []
+
+    class Counting(HTTPDataHandler):
+        def __init__(self) -> None:
+            created.append(self)
+
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return len(created)
+
+    with HTTPDataServer(Counting) as server, HTTPDataClient(url=server.url) as client:
+        assert [client.send("/a"), client.send("/b")] == [1, 1]
+        assert server.handler is created[0]
+    instance = Echo()
+    with HTTPDataServer(instance) as server:
+        assert server.handler is instance
+
+
+def test_handler_is_built_before_the_socket_listens() -> None:
+    port = free_port()
+
+    class Failing(HTTPDataHandler):
+        def __init__(self) -> None:
+            # The data is loaded before the socket exists: nothing listens yet.
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            raise RuntimeError("dataset missing")
+
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return None
+
+    with pytest.raises(RuntimeError, match="dataset missing"):
+        HTTPDataServer(Failing, port=port)
+    with socket.create_server(("127.0.0.1", port)):  # the port was never taken
+        pass
+
+
+def test_constructed_server_already_queues_connections() -> None:
+    server = HTTPDataServer(Echo)
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+        sock.sendall(put("/echo", b"[5]"))
+        server.start()
+        with sock:
+            assert read_reply(sock).body == b"[5]"
+    finally:
+        server.shutdown()
+
+
+def test_listen_backlog_holds_a_burst_of_connections() -> None:
+    # Not accepting yet: every connection waits in the backlog. With the stdlib default of 5,
+    # connections past the queue get their SYN dropped and time out here.
+    server = HTTPDataServer(Echo)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(128):
+            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=0.5))
+    finally:
+        for s in sockets:
+            s.close()
+        server.start()
+        server.shutdown()
+    assert len(sockets) == 128
+
+
+def test_rejects_a_non_handler() -> None:
+    with pytest.raises(TypeError, match="HTTPDataHandler"):
+        HTTPDataServer(dict)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="HTTPDataHandler"):
+        HTTPDataServer(object())  # type: ignore[arg-type]
+
+
+def test_serve_forever_blocks_until_shutdown_from_another_thread() -> None:
+    server = HTTPDataServer(Echo)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    with HTTPDataClient(url=server.url) as client:
+        client.wait_ready(5)
+        assert client.send("/echo", "x") == "x"
+    server.shutdown()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_shutdown_joins_every_thread_and_closes_the_port() -> None:
+    before = dataserve_threads()
+    server = HTTPDataServer(Echo).start()
+    clients = [HTTPDataClient(url=server.url) for _ in range(4)]
+    for i, c in enumerate(clients):
+        assert c.send("/echo", i) == i  # each leaves an idle keep-alive connection
+    assert dataserve_threads() >= before + 5
+    server.shutdown()
+    assert dataserve_threads() == before
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    server.shutdown()  # idempotent
+    for c in clients:
+        c.close()
+
+
+def test_shutdown_lets_in_flight_requests_finish() -> None:
+    server = HTTPDataServer(Echo).start()
+    results: list[object] = []
+    with HTTPDataClient(url=server.url) as client:
+        caller = threading.Thread(target=lambda: results.append(client.send("/sleep", 0.5)))
+        caller.start()
+        time.sleep(0.2)  # the call is in the handler now
+        server.shutdown()
+        caller.join(10)
+    assert results == ["slept"]
+
+
+def test_shutdown_is_bounded_when_a_client_stalls() -> None:
+    before = dataserve_threads()
+    server = HTTPDataServer(Echo, shutdown_timeout=0.3).start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as stalled:
+        stalled.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n[1,")  # and never the rest
+        time.sleep(0.1)
+        done = threading.Event()
+        threading.Thread(target=lambda: (server.shutdown(), done.set())).start()
+        assert done.wait(10), "shutdown() hung on a stalled client"
+    assert dataserve_threads() == before
+
+
+def test_new_request_on_open_connection_during_shutdown_is_refused() -> None:
+    server = HTTPDataServer(Echo, shutdown_timeout=2).start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(put("/sleep", b"0.4").replace(b"Connection: close\r\n", b""))
+        time.sleep(0.1)
+        stopper = threading.Thread(target=server.shutdown)
+        stopper.start()
+        first = read_reply(sock)
+        assert first.status == 200
+        assert first.headers.get("connection") == "close"  # the server says it will close
+        stopper.join(10)
+
+
+def test_invalid_limits_are_rejected() -> None:
+    with pytest.raises(ValueError, match="request_timeout"):
+        HTTPDataServer(Echo, request_timeout=0)
+    with pytest.raises(ValueError, match="max_connections"):
+        HTTPDataServer(Echo, max_connections=0)
+
+
+def test_head_is_a_liveness_probe(echo_server: HTTPDataServer) -> None:
+    reply = raw_exchange(echo_server.port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                         head_only=True)
+    assert reply.status == 200
+
+
+def test_repr_names_handler_and_url(make_server: Callable[..., HTTPDataServer]) -> None:
+    server = make_server(auth_token="hunter2")
+    assert repr(server) == f"<HTTPDataServer Echo at {server.url}>"
