@@ -11,7 +11,13 @@ nox.options.sessions = ["tests", "typecheck", "lint"]
 nox.options.default_venv_backend = "venv"
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "pytest-socket>=0.7", "requests>=2.31", "trustme>=1.1"]
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "pytest-socket>=0.7",
+    "requests>=2.31",
+    "trustme>=1.1",
+]
 
 
 @nox.session(python=PYTHONS)
@@ -47,6 +53,12 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the stack's floor and the peers; pass --quick for a short run."""
     session.install(".", "requests", "matplotlib")
-    args = session.posargs or ["--repeat", "3", "--json", "benchmarks/results/latest.json",
-                               "--chart", "benchmarks/results/chart.png"]
+    args = session.posargs or [
+        "--repeat",
+        "3",
+        "--json",
+        "benchmarks/results/latest.json",
+        "--chart",
+        "benchmarks/results/chart.png",
+    ]
     session.run("python", "benchmarks/run.py", *args)

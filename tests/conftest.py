@@ -108,8 +108,9 @@ def read_reply(sock: socket.socket, *, head_only: bool = False) -> Reply:
     return Reply(status, headers, body, head)
 
 
-def raw_exchange(port: int, request: bytes, *, timeout: float = 5.0,
-                 head_only: bool = False) -> Reply:
+def raw_exchange(
+    port: int, request: bytes, *, timeout: float = 5.0, head_only: bool = False
+) -> Reply:
     """Send raw bytes on a new connection and read one reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
@@ -127,11 +128,14 @@ def is_closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
         return False
 
 
-def put(resource: str, body: bytes, content_type: str = "application/json",
-        extra: str = "") -> bytes:
+def put(
+    resource: str, body: bytes, content_type: str = "application/json", extra: str = ""
+) -> bytes:
     """A well-formed PUT request with Connection: close."""
-    return (f"PUT {resource} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n").encode() + body
+    return (
+        f"PUT {resource} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n"
+    ).encode() + body
 
 
 def free_port() -> int:
@@ -191,9 +195,8 @@ class ScriptedServer:
                 return
             self.peers.append(peer)
             conn.settimeout(5)
-            with conn:
-                with contextlib.suppress(OSError):
-                    self.script(conn, self)
+            with conn, contextlib.suppress(OSError):
+                self.script(conn, self)
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()

@@ -66,12 +66,15 @@ def test_server_restart_between_calls_is_not_an_error() -> None:
 
 def test_restart_with_idle_pooled_connections_from_many_threads() -> None:
     port = free_port()
+    results: list[object] = []
     with HTTPDataClient(url=f"http://127.0.0.1:{port}") as client:
         for _round in range(2):
             with HTTPDataServer(Echo, port=port):
-                results: list[object] = []
-                threads = [threading.Thread(target=lambda i=i: results.append(
-                    client.send("/echo", i))) for i in range(6)]
+                results.clear()
+                threads = [
+                    threading.Thread(target=lambda i=i: results.append(client.send("/echo", i)))
+                    for i in range(6)
+                ]
                 for t in threads:
                     t.start()
                 for t in threads:
@@ -98,7 +101,9 @@ def test_unencodable_payload_raises_encode_error_before_any_traffic() -> None:
     assert server.requests == []
 
 
-def test_read_timeout_raises_and_does_not_replay(make_server: Callable[..., HTTPDataServer]) -> None:
+def test_read_timeout_raises_and_does_not_replay(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
     handler = Echo()
     server = make_server(handler)
     with HTTPDataClient(url=server.url, timeout=0.3) as client:
@@ -129,7 +134,9 @@ def test_retries_resend_a_failed_request_when_asked() -> None:
 def test_reset_mid_reply_is_connection_lost() -> None:
     def reset(conn: socket.socket, server: ScriptedServer) -> None:
         server.read_request(conn)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[1,")
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[1,"
+        )
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     with ScriptedServer(reset) as server:
@@ -141,7 +148,9 @@ def test_reset_mid_reply_is_connection_lost() -> None:
 def test_truncated_body_is_connection_lost() -> None:
     def truncate(conn: socket.socket, server: ScriptedServer) -> None:
         server.read_request(conn)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n[1,2")
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n[1,2"
+        )
 
     with ScriptedServer(truncate) as server:
         with HTTPDataClient(url=server.url) as client, pytest.raises(ConnectionLost, match="xdata"):
@@ -152,7 +161,9 @@ def test_truncated_body_is_connection_lost() -> None:
 def test_client_sends_exact_wire_headers() -> None:
     def reply(conn: socket.socket, server: ScriptedServer) -> None:
         server.read_request(conn)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n2")
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n2"
+        )
 
     with ScriptedServer(reply) as server, HTTPDataClient(url=server.url) as client:
         assert client.send("/x y/ü", [4, 5, 6]) == 2
@@ -176,7 +187,9 @@ def test_none_payload_travels_as_json_null_and_arrives_as_none(client: HTTPDataC
 def test_resource_is_percent_encoded_and_decoded_exactly(client: HTTPDataClient) -> None:
     for resource in ["/a b", "/ü/ñ", "/x?y=1#z", "/%41", "/a/../../etc/passwd", "/+&="]:
         assert client.send("/resource" + resource.replace("/", "_", 1), 1) == [
-            "/resource" + resource.replace("/", "_", 1), 1]
+            "/resource" + resource.replace("/", "_", 1),
+            1,
+        ]
 
 
 def test_resource_without_leading_slash_gets_one(client: HTTPDataClient) -> None:
@@ -238,7 +251,10 @@ def test_wait_ready_returns_once_server_listens() -> None:
 
 
 def test_wait_ready_raises_transport_error_when_nothing_listens() -> None:
-    with HTTPDataClient(port=free_port()) as client, pytest.raises(TransportError, match="not ready"):
+    with (
+        HTTPDataClient(port=free_port()) as client,
+        pytest.raises(TransportError, match="not ready"),
+    ):
         client.wait_ready(0.3)
 
 
@@ -277,6 +293,7 @@ def test_client_used_in_forked_child_opens_its_own_connections(echo_server: HTTP
         _, status = os.waitpid(pid, 0)
         print(bad, os.waitstatus_to_exitcode(status))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.split() == ["0", "0"], out.stderr

@@ -50,8 +50,9 @@ class MoneyCodec:  # a codec need not inherit from Codec
         (memoryview(b"\x02"), "application/octet-stream"),
     ],
 )
-def test_builtin_media_types_are_exact_on_the_wire(echo_server: HTTPDataServer, value: Any,
-                                                   media_type: str) -> None:
+def test_builtin_media_types_are_exact_on_the_wire(
+    echo_server: HTTPDataServer, value: Any, media_type: str
+) -> None:
     registry = CodecRegistry()
     codec, body = registry.encode(value)
     assert codec.media_type == media_type
@@ -92,7 +93,7 @@ def test_register_rejects_non_codecs() -> None:
 
 
 def test_unencodable_value_error_names_type() -> None:
-    with pytest.raises(EncodeError, match="'Money'.*'/r'"):
+    with pytest.raises(EncodeError, match=r"'Money'.*'/r'"):
         CodecRegistry(plugins=False).encode(Money(1), "/r")
 
 
@@ -103,9 +104,8 @@ def test_custom_codec_round_trip_with_registries() -> None:
         with HTTPDataClient(url=server.url, registry=registry) as client:
             assert client.send("/echo", Money(1234)) == Money(1234)
             assert client.send("/echo", [1]) == [1]
-        with HTTPDataClient(url=server.url) as plain:
-            with pytest.raises(EncodeError):
-                plain.send("/echo", Money(1))
+        with HTTPDataClient(url=server.url) as plain, pytest.raises(EncodeError):
+            plain.send("/echo", Money(1))
     # A server without the codec refuses its media type: the registry is an allow-list.
     with HTTPDataServer(Echo) as server, HTTPDataClient(url=server.url, registry=registry) as c:
         with pytest.raises(UnsupportedMediaType, match="application/x-money"):
@@ -135,8 +135,9 @@ def test_process_wide_register_reaches_clients_and_servers(tmp_path: Path) -> No
             register(MoneyCodec())   # after both exist: they use the default registry
             print(client.send("/m", Money(41)).cents)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "42"
 
 
@@ -147,27 +148,36 @@ def test_msgpack_preferred_by_both_sides_is_used_both_ways(echo_server: HTTPData
         with HTTPDataClient(url=server.url, registry=registry) as client:
             assert client.send("/echo", {"a": [1, 2]}) == {"a": [1, 2]}
             assert client.send("/echo", "text") == "text"
-        raw = raw_exchange(server.port, put("/echo", b"[1]", extra="Accept: application/msgpack, "
-                                            "application/json\r\n"))
+        raw = raw_exchange(
+            server.port,
+            put("/echo", b"[1]", extra="Accept: application/msgpack, application/json\r\n"),
+        )
         assert raw.headers["content-type"] == "application/msgpack"
         assert raw.body == MsgpackCodec().encode([1])
         # A peer without Accept (0.1) gets exactly the 0.1 media types.
-        assert raw_exchange(server.port, put("/echo", b"[1]")).headers["content-type"] == \
-            "application/json"
+        assert (
+            raw_exchange(server.port, put("/echo", b"[1]")).headers["content-type"]
+            == "application/json"
+        )
 
 
 def test_accept_q_values_order_preferences(echo_server: HTTPDataServer) -> None:
     registry = CodecRegistry()
     registry.register(MsgpackCodec())
     with HTTPDataServer(Echo, registry=registry) as server:
-        reply = raw_exchange(server.port, put("/echo", b"[1]", extra="Accept: application/msgpack;"
-                                              "q=0.5, application/json\r\n"))
+        reply = raw_exchange(
+            server.port,
+            put("/echo", b"[1]", extra="Accept: application/msgpack;q=0.5, application/json\r\n"),
+        )
         assert reply.headers["content-type"] == "application/json"
 
 
-def test_text_charset_parameter_and_case_insensitive_media_types(echo_server: HTTPDataServer) -> None:
-    latin = raw_exchange(echo_server.port, put("/echo", "é".encode("latin-1"),
-                                               "text/plain; charset=latin-1"))
+def test_text_charset_parameter_and_case_insensitive_media_types(
+    echo_server: HTTPDataServer,
+) -> None:
+    latin = raw_exchange(
+        echo_server.port, put("/echo", "é".encode("latin-1"), "text/plain; charset=latin-1")
+    )
     assert latin.body == "é".encode()  # decoded as Latin-1, echoed as UTF-8
     upper = raw_exchange(echo_server.port, put("/echo", b"[1]", "Application/JSON"))
     assert upper.body == b"[1]"
@@ -182,19 +192,22 @@ def test_builtin_decode_round_trips() -> None:
 
 
 def test_entry_point_plugins_join_default_registry_lazily(tmp_path: Path) -> None:
-    (tmp_path / "plugcodec.py").write_text(textwrap.dedent("""
+    (tmp_path / "plugcodec.py").write_text(
+        textwrap.dedent("""
         class Thing: ...
         class ThingCodec:
             media_type = "application/x-thing"
             types = (Thing,)
             def encode(self, value): return b"thing"
             def decode(self, data, params, type=None): return Thing()
-    """))
+    """)
+    )
     dist = tmp_path / "plugcodec-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugcodec\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[dataserve.codecs]\nthing = plugcodec:ThingCodec\nbroken = plugcodec:Missing\n")
+        "[dataserve.codecs]\nthing = plugcodec:ThingCodec\nbroken = plugcodec:Missing\n"
+    )
     script = textwrap.dedent("""
         import sys
         from dataserve.codecs import CodecRegistry, default_registry
@@ -204,8 +217,14 @@ def test_entry_point_plugins_join_default_registry_lazily(tmp_path: Path) -> Non
         import plugcodec
         print(default_registry().encode(plugcodec.Thing())[0].media_type)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": ""}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+        check=True,
+    )
     lines = out.stdout.splitlines()
     assert "application/x-thing" in lines[0]
     assert "application/x-thing" not in lines[1]

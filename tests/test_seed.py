@@ -44,8 +44,13 @@ CLIENT = textwrap.dedent("""
 
 def start_server(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     (tmp_path / "server.py").write_text(SERVER.replace("PORT", str(port)))
-    proc = subprocess.Popen([sys.executable, "server.py"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "server.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # printed once the server accepts connections
     assert f"127.0.0.1:{port}" in line, (line, proc.stderr.read() if proc.poll() else "")
@@ -67,8 +72,9 @@ def test_seed_example_runs_verbatim_and_stops_cleanly(tmp_path: Path, sig: int) 
     server = start_server(tmp_path, port)
     try:
         (tmp_path / "client.py").write_text(CLIENT.replace("PORT", str(port)))
-        client = subprocess.run([sys.executable, "client.py"], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=30)
+        client = subprocess.run(
+            [sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
         assert client.returncode == 0, client.stderr
         assert client.stdout.splitlines() == ["[1, 2, 3, 4, 5, 6]", "2"]
     finally:

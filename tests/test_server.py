@@ -140,8 +140,10 @@ def test_shutdown_is_bounded_when_a_client_stalls() -> None:
     before = dataserve_threads()
     server = HTTPDataServer(Echo, shutdown_timeout=0.3).start()
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as stalled:
-        stalled.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: 100\r\n\r\n[1,")  # and never the rest
+        stalled.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n[1,"
+        )  # and never the rest
         time.sleep(0.1)
         done = threading.Event()
         threading.Thread(target=lambda: (server.shutdown(), done.set())).start()
@@ -170,8 +172,9 @@ def test_invalid_limits_are_rejected() -> None:
 
 
 def test_head_is_a_liveness_probe(echo_server: HTTPDataServer) -> None:
-    reply = raw_exchange(echo_server.port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-                         head_only=True)
+    reply = raw_exchange(
+        echo_server.port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", head_only=True
+    )
     assert reply.status == 200
 
 

@@ -24,8 +24,10 @@ def assert_problem(reply, status: int) -> dict:
     problem = reply.json()
     assert problem["status"] == status
     assert problem["type"] == "about:blank"
-    assert isinstance(problem["title"], str) and problem["title"]
-    assert isinstance(problem["detail"], str) and problem["detail"]
+    assert isinstance(problem["title"], str)
+    assert problem["title"]
+    assert isinstance(problem["detail"], str)
+    assert problem["detail"]
     assert "Traceback" not in reply.body.decode()
     return problem
 
@@ -62,8 +64,10 @@ def test_small_reply_arrives_in_one_write(echo_server: HTTPDataServer) -> None:
 def test_undecodable_body_is_400_and_keeps_connection(
     echo_server: HTTPDataServer, body: bytes, content_type: str
 ) -> None:
-    request = (f"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
         sock.sendall(request)
         assert_problem(read_reply(sock), 400)
@@ -73,7 +77,9 @@ def test_undecodable_body_is_400_and_keeps_connection(
     assert reply.body == b"7"
 
 
-def test_missing_token_is_401_with_www_authenticate(make_server: Callable[..., HTTPDataServer]) -> None:
+def test_missing_token_is_401_with_www_authenticate(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
     server = make_server(auth_token="s3cret-token")
     reply = raw_exchange(server.port, put("/echo", b"1"))
     problem = assert_problem(reply, 401)
@@ -83,7 +89,9 @@ def test_missing_token_is_401_with_www_authenticate(make_server: Callable[..., H
     assert wrong.status == 401
     assert "nope" not in wrong.body.decode()
     assert "token" in problem["detail"]
-    ok = raw_exchange(server.port, put("/echo", b"1", extra="Authorization: Bearer s3cret-token\r\n"))
+    ok = raw_exchange(
+        server.port, put("/echo", b"1", extra="Authorization: Bearer s3cret-token\r\n")
+    )
     assert ok.status == 200
     with HTTPDataClient(url=server.url, auth_token="s3cret-token") as c:
         assert c.send("/echo", [1]) == [1]
@@ -92,7 +100,9 @@ def test_missing_token_is_401_with_www_authenticate(make_server: Callable[..., H
 
 def test_head_needs_no_token_and_has_no_body(make_server: Callable[..., HTTPDataServer]) -> None:
     server = make_server(auth_token="tok")
-    reply = raw_exchange(server.port, b"HEAD /anything HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    reply = raw_exchange(
+        server.port, b"HEAD /anything HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     assert reply.status == 200
     assert reply.body == b""
     assert reply.headers["content-length"] == "0"
@@ -106,8 +116,10 @@ def test_handler_returning_none_is_404(echo_server: HTTPDataServer) -> None:
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PATCH", "OPTIONS"])
 def test_other_methods_are_405_with_allow(echo_server: HTTPDataServer, method: str) -> None:
-    reply = raw_exchange(echo_server.port,
-                         f"{method} /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    reply = raw_exchange(
+        echo_server.port,
+        f"{method} /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode(),
+    )
     assert_problem(reply, 405)
     assert reply.headers["allow"] == "PUT, HEAD"
     assert_still_serves(echo_server)
@@ -116,8 +128,10 @@ def test_other_methods_are_405_with_allow(echo_server: HTTPDataServer, method: s
 def test_stalled_body_is_408_then_closed(make_server: Callable[..., HTTPDataServer]) -> None:
     server = make_server(request_timeout=0.5)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 10\r\n\r\n[1,")
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10\r\n\r\n[1,"
+        )
         reply = read_reply(sock)
         assert_problem(reply, 408)
         assert reply.headers["connection"] == "close"
@@ -135,27 +149,34 @@ def test_stalled_head_is_408_then_closed(make_server: Callable[..., HTTPDataServ
 
 
 def test_put_without_content_length_is_411(echo_server: HTTPDataServer) -> None:
-    reply = raw_exchange(echo_server.port,
-                         b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\r\n")
+    reply = raw_exchange(
+        echo_server.port, b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\r\n"
+    )
     assert_problem(reply, 411)
     assert reply.headers["connection"] == "close"
     assert_still_serves(echo_server)
 
 
 def test_chunked_body_is_refused_with_411(echo_server: HTTPDataServer) -> None:
-    reply = raw_exchange(echo_server.port,
-                         b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n")
+    reply = raw_exchange(
+        echo_server.port,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n",
+    )
     assert "Content-Length" in assert_problem(reply, 411)["detail"]
     assert_still_serves(echo_server)
 
 
-def test_body_over_max_body_size_is_413_before_reading(make_server: Callable[..., HTTPDataServer]) -> None:
+def test_body_over_max_body_size_is_413_before_reading(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
     server = make_server(max_body_size=100)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         # Announce 10 MB but send none of it: the reply must come anyway.
-        sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
-                     b"Content-Length: 10000000\r\n\r\n")
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 10000000\r\n\r\n"
+        )
         reply = read_reply(sock)
         assert "100" in assert_problem(reply, 413)["detail"]
         assert is_closed_by_peer(sock)
@@ -169,10 +190,10 @@ def test_request_line_too_long_is_414(echo_server: HTTPDataServer) -> None:
     assert_still_serves(echo_server)
 
 
-@pytest.mark.parametrize(
-    "content_type", ["application/x-python-pickle", "image/png", "nonsense"]
-)
-def test_unknown_content_type_is_415_listing_accepted(echo_server: HTTPDataServer, content_type: str) -> None:
+@pytest.mark.parametrize("content_type", ["application/x-python-pickle", "image/png", "nonsense"])
+def test_unknown_content_type_is_415_listing_accepted(
+    echo_server: HTTPDataServer, content_type: str
+) -> None:
     problem = assert_problem(raw_exchange(echo_server.port, put("/echo", b"x", content_type)), 415)
     assert "application/json" in problem["detail"]
     assert "text/plain" in problem["detail"]
@@ -193,8 +214,9 @@ def test_huge_header_is_431(echo_server: HTTPDataServer) -> None:
     assert_still_serves(echo_server)
 
 
-def test_handler_exception_is_500_with_type_and_message_only(echo_server: HTTPDataServer,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_handler_exception_is_500_with_type_and_message_only(
+    echo_server: HTTPDataServer, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level("ERROR", logger="dataserve"):
         reply = raw_exchange(echo_server.port, put("/raise", b"1"))
     problem = assert_problem(reply, 500)
@@ -207,8 +229,9 @@ def test_handler_exception_is_500_with_type_and_message_only(echo_server: HTTPDa
     assert_still_serves(echo_server)
 
 
-def test_expose_tracebacks_puts_the_traceback_in_the_500(make_server: Callable[..., HTTPDataServer],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_expose_tracebacks_puts_the_traceback_in_the_500(
+    make_server: Callable[..., HTTPDataServer], caplog: pytest.LogCaptureFixture
+) -> None:
     server = make_server(expose_tracebacks=True)
     with caplog.at_level("CRITICAL", logger="dataserve"):
         problem = raw_exchange(server.port, put("/raise", b"1")).json()
@@ -270,7 +293,9 @@ def test_unsupported_http_version_is_505(echo_server: HTTPDataServer, version: b
         b"PUT /echo HTTP/1.1\nHost: t\n\n",  # bare LF line endings
     ],
 )
-def test_malformed_request_is_400_and_closed(echo_server: HTTPDataServer, request_bytes: bytes) -> None:
+def test_malformed_request_is_400_and_closed(
+    echo_server: HTTPDataServer, request_bytes: bytes
+) -> None:
     with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
         sock.sendall(request_bytes)
         reply = read_reply(sock)
@@ -288,8 +313,9 @@ def test_identical_repeated_content_length_is_accepted(echo_server: HTTPDataServ
 
 def test_http10_request_is_served_and_closed(echo_server: HTTPDataServer) -> None:
     with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
-        sock.sendall(b"PUT /echo HTTP/1.0\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 3\r\n\r\n[1]")
+        sock.sendall(
+            b"PUT /echo HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n[1]"
+        )
         reply = read_reply(sock)
         assert reply.status == 200
         assert reply.body == b"[1]"
@@ -300,8 +326,10 @@ def test_keep_alive_serves_many_requests_on_one_connection(echo_server: HTTPData
     with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
         for i in range(20):
             body = str(i).encode()
-            sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            sock.sendall(
+                b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             reply = read_reply(sock)
             assert (reply.status, reply.body) == (200, body)
 
@@ -319,7 +347,9 @@ def test_pipelined_requests_are_answered_in_order(echo_server: HTTPDataServer) -
     assert bodies == [b"1", b"2", b"3"]
 
 
-def test_absolute_form_target_and_query_are_not_part_of_resource(echo_server: HTTPDataServer) -> None:
+def test_absolute_form_target_and_query_are_not_part_of_resource(
+    echo_server: HTTPDataServer,
+) -> None:
     a = raw_exchange(echo_server.port, put("http://t/resource?x=1", b'"p"'))
     assert a.json() == ["/resource", "p"]
     b = raw_exchange(echo_server.port, put("/resource?q=%2F", b'"p"'))
@@ -327,8 +357,9 @@ def test_absolute_form_target_and_query_are_not_part_of_resource(echo_server: HT
 
 
 def test_missing_content_type_is_read_as_bytes(echo_server: HTTPDataServer) -> None:
-    reply = raw_exchange(echo_server.port,
-                         b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
-                         b"Connection: close\r\n\r\nabc")
+    reply = raw_exchange(
+        echo_server.port,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
     assert reply.headers["content-type"] == "application/octet-stream"
     assert reply.body == b"abc"

@@ -50,8 +50,13 @@ class Typed(HTTPDataHandler):
         return {"got": payload}
 
     def handle_request(self, resource: str, payload: Any) -> object:
-        return {"/pair": {"a": "x", "b": 1.5}, "/nums": [1, 2, "three"], "/text": "hi",
-                "/bytes": b"\x00\x01", "/echo": payload}.get(resource)
+        return {
+            "/pair": {"a": "x", "b": 1.5},
+            "/nums": [1, 2, "three"],
+            "/text": "hi",
+            "/bytes": b"\x00\x01",
+            "/echo": payload,
+        }.get(resource)
 
 
 class RoutesOnly(HTTPDataHandler):
@@ -129,7 +134,7 @@ def test_handler_with_neither_routes_nor_catch_all_is_a_type_error() -> None:
     class Nothing(HTTPDataHandler):
         pass
 
-    with pytest.raises(TypeError, match="Nothing handles no resource.*handle_request.*@route"):
+    with pytest.raises(TypeError, match=r"Nothing handles no resource.*handle_request.*@route"):
         Nothing()
 
 
