@@ -94,8 +94,10 @@ def _load_handler(spec: str) -> Any:
     sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DataServeError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # ImportError, SyntaxError, or whatever the module raised
+        raise DataServeError(
+            f"cannot import {module_name!r}: {exc.__class__.__name__}: {exc}"
+        ) from exc
     try:
         obj = module
         for part in attr.split("."):
@@ -197,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
-    except (DataServeError, OSError) as exc:
+    except (DataServeError, OSError, ValueError) as exc:
         print(f"dataserve {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback on the command line
+        print(f"dataserve {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
     return code

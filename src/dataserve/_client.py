@@ -12,6 +12,7 @@ from urllib.parse import quote
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    LocationParseError,
     MaxRetryError,
     NewConnectionError,
     ReadTimeoutError,
@@ -106,7 +107,10 @@ class HTTPDataClient:
                     "or url='http://host:port'"
                 )
             url = f"{address}{port}"
-        parsed = parse_url(url)
+        try:
+            parsed = parse_url(url)
+        except LocationParseError:
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
         if not 0 < connect_timeout < float("inf") or not timeout > 0:

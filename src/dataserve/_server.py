@@ -9,6 +9,7 @@ that the core could make.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import selectors
 import signal
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import IO, Any, Final, Self, cast
+from typing import Any, Final, Self, cast
 
 from ._handler import HTTPDataHandler
 from ._protocol import (
@@ -120,11 +121,13 @@ def _instantiate(handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHa
 
 
 class _Connection:
-    __slots__ = ("busy", "sock", "thread")
+    __slots__ = ("busy", "deadline", "sock", "thread", "timed_out")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.busy = False
+        self.busy = False  # between the first byte of a request and the end of its reply
+        self.deadline: float | None = None  # while a request is arriving
+        self.timed_out = False  # set by the reaper, which then cuts the read side
         self.thread: threading.Thread | None = None
 
 
@@ -225,6 +228,10 @@ class HTTPDataServer:
         if self._closing.is_set():
             raise RuntimeError("this server was shut down; create a new one")
         self._serving.set()
+        reaper = threading.Thread(
+            target=self._reap, daemon=True, name=f"dataserve-reaper-{self.port}"
+        )
+        reaper.start()
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self._listener, selectors.EVENT_READ)
@@ -234,7 +241,22 @@ class HTTPDataServer:
                         if key.fileobj is self._listener:
                             self._accept()
         finally:
+            self._closing.set()
+            reaper.join()
             self._stopped.set()
+
+    def _reap(self) -> None:
+        """Cut the read side of connections whose request is past its deadline (slowloris)."""
+        interval = min(1.0, self.request_timeout / 4)
+        while not self._closing.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c in self._connections if c.deadline is not None and now > c.deadline]
+            for conn in late:
+                conn.timed_out = True
+                # The blocked reader wakes with what it has; the write side stays open for 408.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RD)
 
     def start(self) -> Self:
         """Serve in a background thread; returns once the server accepts connections."""
@@ -333,7 +355,7 @@ class HTTPDataServer:
             if self._ssl_context is not None:
                 sock.settimeout(self.request_timeout)
                 sock = conn.sock = self._ssl_context.wrap_socket(sock, server_side=True)
-            with cast(IO[bytes], sock.makefile("rb", _READ_BUFFER)) as rfile:
+            with cast(io.BufferedReader, sock.makefile("rb", _READ_BUFFER)) as rfile:
                 while self._serve_one(conn, sock, rfile):
                     pass
         except (OSError, ValueError):
@@ -345,53 +367,36 @@ class HTTPDataServer:
                 self._connections.discard(conn)
             _close(sock)
 
-    def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: IO[bytes]) -> bool:
+    def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
         """Serve one request; return whether the connection stays open."""
         sock.settimeout(self.idle_timeout)
         try:
-            line = rfile.readline(MAX_REQUEST_LINE + 1)
-            for _ in range(4):  # RFC 9112 2.2: ignore empty lines before a request line
-                if line not in (b"\r\n", b"\n"):
-                    break
-                line = rfile.readline(MAX_REQUEST_LINE + 1)
+            if not rfile.peek(1):  # wait for the first byte of the next request
+                return False
         except TimeoutError:
             return False  # idle keep-alive connection: close quietly
-        if not line:
-            return False
+        # From the first byte on, the whole request must arrive by the deadline, however
+        # slowly it trickles: the reaper thread cuts the read side once it has passed.
+        conn.deadline = time.monotonic() + self.request_timeout
         conn.busy = True
         try:
             sock.settimeout(self.request_timeout)
-            deadline = time.monotonic() + self.request_timeout
             try:
-                request = self._read_head(line, rfile, deadline)
+                request = self._read_head(conn, rfile)
                 if self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
-                if request.content_length:
-                    body = rfile.read(request.content_length)
-                    if len(body) < request.content_length:
-                        return False  # the peer closed mid-body: nobody to answer
-                    if time.monotonic() > deadline:
-                        raise HTTPError(
-                            408,
-                            "the request body took longer than the server's request_timeout",
-                            close=True,
-                        )
-                else:
-                    body = b""
+                length = request.content_length
+                body = rfile.read(length) if length else b""
+                if len(body) < length:
+                    if conn.timed_out:
+                        raise TimeoutError
+                    return False  # the peer closed mid-body: nobody to answer
+                conn.deadline = None
             except HTTPError as error:
                 _send(sock, error_reply(error))
                 return not error.close
             except TimeoutError:
-                _send(
-                    sock,
-                    error_reply(
-                        HTTPError(
-                            408,
-                            "the request took longer than the server's request_timeout to arrive",
-                            close=True,
-                        )
-                    ),
-                )
+                _send(sock, error_reply(_TIMEOUT_ERROR))
                 return False
             reply = self._core.handle(request, body)
             if self._closing.is_set():
@@ -400,18 +405,32 @@ class HTTPDataServer:
             return not reply.close
         finally:
             conn.busy = False
+            conn.deadline = None
 
-    def _read_head(self, line: bytes, rfile: IO[bytes], deadline: float) -> Request:
+    def _readline(self, conn: _Connection, rfile: io.BufferedReader, limit: int) -> bytes:
+        line = rfile.readline(limit)
+        if not line.endswith(b"\r\n") and conn.timed_out:
+            raise TimeoutError
+        return line
+
+    def _read_head(self, conn: _Connection, rfile: io.BufferedReader) -> Request:
+        line = self._readline(conn, rfile, MAX_REQUEST_LINE + 1)
+        for _ in range(4):  # RFC 9112 2.2: ignore empty lines before a request line
+            if line != b"\r\n":
+                break
+            line = self._readline(conn, rfile, MAX_REQUEST_LINE + 1)
         if not line.endswith(b"\r\n"):
             if len(line) > MAX_REQUEST_LINE:
                 raise HTTPError(
                     414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True
                 )
+            if not line:
+                raise OSError("connection closed before a request line")
             raise HTTPError(400, "request line not terminated by CRLF", close=True)
         header_lines: list[bytes] = []
         total = 0
         while True:
-            header = rfile.readline(MAX_HEADER_BYTES + 1)
+            header = self._readline(conn, rfile, MAX_HEADER_BYTES + 1)
             if header == b"\r\n":
                 break
             total += len(header)
@@ -425,11 +444,14 @@ class HTTPDataServer:
                 if not header:
                     raise OSError("connection closed in the request head")
                 raise HTTPError(400, "header line not terminated by CRLF", close=True)
-            if time.monotonic() > deadline:
-                raise TimeoutError
             header_lines.append(header[:-2])
         head = parse_request_head(line[:-2], header_lines)
         return self._core.check_head(head)
+
+
+_TIMEOUT_ERROR: Final = HTTPError(
+    408, "the request took longer than the server's request_timeout to arrive", close=True
+)
 
 
 def _refuse(sock: socket.socket, error: HTTPError) -> None:
