@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Final, assert_type
 
 import dataserve.codecs
-from dataserve import HTTPDataClient, HTTPDataServer
+from dataserve import HTTPDataClient, HTTPDataHandler, HTTPDataServer
 from dataserve.codecs import (
     BytesCodec,
     Codec,
@@ -65,6 +65,11 @@ class SetCodec:
         return frozenset(int(x) for x in data.decode().split(",") if x)
 
 
+class Passthrough(HTTPDataHandler):
+    def handle_request(self, resource: str, payload: Any) -> object:
+        return payload
+
+
 def registration() -> None:
     registry = CodecRegistry()
     registry.register(FractionCodec())
@@ -78,7 +83,7 @@ def registration() -> None:
     assert_type(CodecRegistry(plugins=False), CodecRegistry)
 
     HTTPDataClient(port=5001, registry=registry)
-    HTTPDataServer(JsonCodecUser, registry=registry)
+    HTTPDataServer(Passthrough, registry=registry)
 
 
 def protocol_types() -> None:
@@ -98,11 +103,3 @@ def registry_api(registry: CodecRegistry) -> None:
     assert_type(registry.media_types, tuple[str, ...])
     assert_type(registry.codec_for_media_type("application/json"), Codec[Any] | None)
     assert_type(registry.codec_for_type(fractions.Fraction), Codec[Any])
-
-
-from dataserve import HTTPDataHandler  # noqa: E402
-
-
-class JsonCodecUser(HTTPDataHandler):
-    def handle_request(self, resource: str, payload: Any) -> object:
-        return payload

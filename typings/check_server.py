@@ -22,7 +22,7 @@ class Seed(HTTPDataHandler):
 
     def handle_request(self, resource, payload):  # type: ignore[no-untyped-def]
         if resource == "/xdata":
-            return [1, 2, 3] + payload
+            return [1, 2, 3] + payload  # noqa: RUF005 (the seed, verbatim)
         if resource == "/ydata":
             return 2
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import weakref
@@ -10,11 +11,14 @@ from typing import Any, Final, Self, TypeVar, overload
 from urllib.parse import quote
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     LocationParseError,
     MaxRetryError,
     NewConnectionError,
+    ProtocolError,
     ReadTimeoutError,
     SSLError,
 )
@@ -31,8 +35,16 @@ from ._errors import (
     ReadTimeout,
     TransportError,
 )
-from ._protocol import _NO_PARAMS, OCTET_STREAM, parse_media_type, raise_for_reply
-from .codecs._base import Codec
+from ._protocol import (
+    _NO_PARAMS,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    OCTET_STREAM,
+    HTTPError,
+    parse_media_type,
+    parse_response_head,
+    raise_for_reply,
+)
 from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = ["HTTPDataClient"]
@@ -42,6 +54,10 @@ T = TypeVar("T")
 CONNECT_RETRIES: Final = 2
 """Failed connection attempts are retried this often: the request never left, so it is safe."""
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
+SMALL_REQUEST: Final = 256 * 1024
+"""Requests up to this size go out as one write of head and body together."""
+USER_AGENT: Final = "dataserve/0.2"
+_READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
@@ -149,8 +165,9 @@ class HTTPDataClient:
             raise_on_status=False,
             respect_retry_after_header=False,
         )
-        self._headers: dict[str, dict[str, str]] = {}
+        self._heads: dict[tuple[str, str], bytes] = {}
         self._registry_version = -1
+        self._host_header = f"{host}:{self._port}"
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -189,13 +206,8 @@ class HTTPDataClient:
         if path is None:
             path = self._path(resource)
         codec, body = self.registry.encode(payload, resource)
-        if self._registry_version != self.registry.version:
-            self._reset_headers()
-        headers = self._headers.get(codec.media_type) or self._build_headers(codec)
-        response = self._request("PUT", path, body, headers)
-        data = response.data
-        status = response.status
-        content_type = response.headers.get("Content-Type")
+        status, headers, data = self._exchange(path, codec.media_type, body)
+        content_type = headers.get("content-type")
         if status != 200:
             raise_for_reply(status, content_type, data, "PUT", self.url + path)
         return self._decode(content_type, data, type, path)
@@ -259,10 +271,8 @@ class HTTPDataClient:
             "retries": self._retry,
         }
         if self._scheme == "https":
-            return urllib3.HTTPSConnectionPool(
-                self._host, self._port, ssl_context=self._ssl_context, **options
-            )
-        return urllib3.HTTPConnectionPool(self._host, self._port, **options)
+            return _TLSPool(self._host, self._port, ssl_context=self._ssl_context, **options)
+        return _Pool(self._host, self._port, **options)
 
     def _forget_pool(self) -> None:
         # In a child after fork: drop the parent's sockets without touching them.
@@ -282,40 +292,70 @@ class HTTPDataClient:
         self._paths[resource] = path
         return path
 
-    def _reset_headers(self) -> None:
-        self._headers = {}
-        self._registry_version = self.registry.version
+    def _head_prefix(self, path: str, media_type: str) -> bytes:
+        """The request head up to the Content-Length value, built once per resource and codec."""
+        if self._registry_version != self.registry.version:
+            self._heads = {}
+            self._registry_version = self.registry.version
+        key = (path, media_type)
+        prefix = self._heads.get(key)
+        if prefix is None:
+            lines = [
+                f"PUT {path} HTTP/1.1",
+                f"Host: {self._host_header}",
+                f"User-Agent: {USER_AGENT}",
+                f"Content-Type: {media_type}",
+                f"Accept: {', '.join(self.registry.media_types)}",
+            ]
+            if self._auth is not None:
+                lines.append(f"Authorization: {self._auth}")
+            prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+            if len(self._heads) >= _CACHE_LIMIT:
+                self._heads.clear()
+            self._heads[key] = prefix
+        return prefix
 
-    def _build_headers(self, codec: Codec[Any]) -> dict[str, str]:
-        headers = {
-            "Content-Type": codec.media_type,
-            "Accept": ", ".join(self.registry.media_types),
-        }
-        if self._auth is not None:
-            headers["Authorization"] = self._auth
-        self._headers[codec.media_type] = headers
-        return headers
-
-    def _request(
-        self, method: str, path: str, body: Any, headers: dict[str, str]
-    ) -> urllib3.BaseHTTPResponse:
+    def _exchange(self, path: str, media_type: str, body: Any) -> tuple[int, dict[str, str], bytes]:
+        """One PUT on a pooled connection: urllib3 checks connections out and in, connects
+        (timeouts, TLS, socket options) and decides retries; the request goes out in one write
+        and the reply is parsed by the protocol core."""
         url = self.url + path
-        try:
-            return self._get_pool().urlopen(
-                method,
-                path,
-                body=body,
-                headers=headers,
-                retries=self._retry,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-                decode_content=False,
-            )
-        except MaxRetryError as exc:
-            raise _transport_error(exc.reason or exc, url, method) from exc
-        except Urllib3Error as exc:
-            raise _transport_error(exc, url, method) from exc
+        length = body.nbytes if isinstance(body, memoryview) else len(body)
+        head = b"%s%d\r\n\r\n" % (self._head_prefix(path, media_type), length)
+        retry = self._retry
+        while True:
+            pool = self._get_pool()
+            try:
+                conn = pool._get_conn()
+            except ClosedPoolError:
+                raise TransportError(f"this client for {self.url} is closed", self.url) from None
+            try:
+                if conn.sock is None:  # type: ignore[attr-defined]
+                    conn.connect()
+            except (Urllib3Error, OSError) as exc:
+                conn.close()
+                pool._put_conn(conn)
+                retry = _next_retry(retry, url, exc)
+                retry.sleep()
+                continue
+            try:
+                status, headers, data, keep_alive = _send_and_receive(
+                    conn, head, body, length, self.timeout
+                )
+            except (OSError, HTTPError, _BrokenReply) as exc:
+                _close_conn(conn)
+                pool._put_conn(conn)
+                if isinstance(exc, TimeoutError):
+                    error: Urllib3Error = ReadTimeoutError(pool, url, "read timed out")
+                else:
+                    error = ProtocolError(str(exc) or exc.__class__.__name__, exc)
+                retry = _next_retry(retry, url, error)
+                retry.sleep()
+                continue
+            if not keep_alive:
+                _close_conn(conn)
+            pool._put_conn(conn)
+            return status, headers, data
 
     def _decode(self, content_type: str | None, data: bytes, target: object, path: str) -> Any:
         if content_type is None:
@@ -337,6 +377,128 @@ class HTTPDataClient:
                 f"{'' if target is None else f' as {target!r}'}: "
                 f"{exc.__cause__ or exc}"
             ) from exc
+
+
+class _BrokenReply(Exception):
+    """The reply was cut short or is not HTTP/1.x as dataserve reads it."""
+
+
+class _ReaderMixin:
+    """Gives a urllib3 connection a buffered reader over its socket, closed with it."""
+
+    sock: Any
+    _dataserve_rfile: io.BufferedReader | None = None
+
+    def reader(self) -> io.BufferedReader:
+        rfile = self._dataserve_rfile
+        if rfile is None:
+            rfile = self._dataserve_rfile = self.sock.makefile("rb", _READ_BUFFER)
+        return rfile
+
+    def close(self) -> None:
+        rfile, self._dataserve_rfile = self._dataserve_rfile, None
+        if rfile is not None:
+            rfile.close()
+        super().close()  # type: ignore[misc]
+
+
+class _Connection(_ReaderMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _TLSConnection(_ReaderMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+def _close_conn(conn: Any) -> None:
+    conn.close()
+
+
+def _readline(rfile: io.BufferedReader) -> bytes:
+    line = rfile.readline(MAX_HEADER_BYTES + 1)
+    if not line.endswith(b"\r\n"):
+        raise _BrokenReply("the connection closed before the whole reply arrived")
+    return line[:-2]
+
+
+def _send_and_receive(
+    conn: Any, head: bytes, body: Any, length: int, timeout: float
+) -> tuple[int, dict[str, str], bytes, bool]:
+    sock = conn.sock
+    sock.settimeout(timeout)
+    if length <= SMALL_REQUEST:
+        sock.sendall(head + body)  # one write: no Nagle / delayed-ACK stall
+    else:
+        sock.sendall(head)
+        sock.sendall(body)  # the caller's buffer, not a concatenated copy
+    rfile = conn.reader()
+    while True:
+        status_line = rfile.readline(MAX_HEADER_BYTES + 1)
+        if not status_line:
+            raise _BrokenReply("the server closed the connection without replying")
+        if not status_line.endswith(b"\r\n"):
+            raise _BrokenReply("the connection closed in the middle of the reply head")
+        header_lines: list[bytes] = []
+        while (line := _readline(rfile)) != b"":
+            header_lines.append(line)
+            if len(header_lines) > MAX_HEADERS:
+                raise _BrokenReply("the reply has too many header fields")
+        minor, status, headers = parse_response_head(status_line[:-2], header_lines)
+        if status >= 200:
+            break  # 1xx interim replies are skipped
+    keep_alive = minor == 1 and "close" not in headers.get("connection", "").lower()
+    framing = headers.get("content-length")
+    if "transfer-encoding" in headers:
+        data = _read_chunked(rfile)
+    elif framing is not None:
+        if not framing.isdigit():
+            raise _BrokenReply(f"the reply has an invalid Content-Length {framing!r}")
+        wanted = int(framing)
+        data = rfile.read(wanted) if wanted else b""
+        if len(data) < wanted:
+            raise _BrokenReply(
+                f"the reply body was cut short ({len(data)} of {wanted} bytes arrived)"
+            )
+    else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
+        data = rfile.read()
+        keep_alive = False
+    return status, headers, data, keep_alive
+
+
+def _read_chunked(rfile: io.BufferedReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_line = _readline(rfile).partition(b";")[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}") from None
+        if size == 0:
+            while _readline(rfile):  # trailer fields
+                pass
+            return b"".join(parts)
+        chunk = rfile.read(size)
+        if len(chunk) < size or rfile.read(2) != b"\r\n":
+            raise _BrokenReply("the chunked reply was cut short")
+        parts.append(chunk)
+
+
+def _next_retry(retry: Retry, url: str, error: BaseException) -> Retry:
+    """urllib3's retry policy decides; give up with the matching `TransportError`."""
+    try:
+        return retry.increment("PUT", url, error=error)  # type: ignore[arg-type]
+    except MaxRetryError as exc:
+        raise _transport_error(exc.reason or error, url, "PUT") from error
+    except Urllib3Error as exc:  # not retryable: increment re-raised the error itself
+        raise _transport_error(exc, url, "PUT") from error
 
 
 def _transport_error(exc: BaseException, url: str, method: str) -> TransportError:

@@ -36,6 +36,7 @@ __all__ = [
     "parse_accept",
     "parse_media_type",
     "parse_request_head",
+    "parse_response_head",
     "problem_body",
     "raise_for_reply",
 ]
@@ -196,6 +197,14 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
         raise HTTPError(400, "malformed HTTP version in request line", close=True)
     if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
         raise HTTPError(400, "control character in request target", close=True)
+    headers = _parse_fields(header_lines)
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+
+
+def _parse_fields(header_lines: list[bytes]) -> dict[str, str]:
+    """Parse header field lines (without CRLF); names lower-cased, repeats joined by ", "."""
     headers: dict[str, str] = {}
     for line in header_lines:
         name, colon, value = line.partition(b":")
@@ -216,9 +225,27 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
                 raise HTTPError(400, "more than one Host header", close=True)
             text = f"{headers[key]}, {text}"
         headers[key] = text
-    if version == (1, 1) and "host" not in headers:
-        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
-    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+    return headers
+
+
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [^\r\n]*)?")
+
+
+def parse_response_head(
+    status_line: bytes, header_lines: list[bytes]
+) -> tuple[int, int, dict[str, str]]:
+    """Parse a reply's status line and header lines (each without CRLF), for the client.
+
+    Returns:
+        ``(minor_version, status, headers)``, header names lower-cased.
+    Raises:
+        HTTPError: The reply is not HTTP/1.0 or 1.1, or is malformed (the status says what
+            the client would have answered; the client reports it as a lost connection).
+    """
+    match = _STATUS_LINE.fullmatch(status_line)
+    if match is None:
+        raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
+    return int(match[1]), int(match[2]), _parse_fields(header_lines)
 
 
 _media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}

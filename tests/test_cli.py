@@ -1,0 +1,398 @@
+"""The ``dataserve`` command in real subprocesses: demo, serve, send, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import free_port
+
+TIMEOUT = 30.0
+STARTUP_TIMEOUT = 15.0
+
+HANDLER_MODULE = textwrap.dedent(
+    """
+    from dataserve import HTTPDataHandler
+
+    xdata = [1, 2, 3]
+
+
+    class CliHandler(HTTPDataHandler):
+        def handle_request(self, resource, payload):
+            if resource == "/xdata":
+                return xdata + payload
+            if resource == "/greet":
+                return f"hello, {payload}"
+            if resource == "/reverse":
+                return bytes(reversed(payload))
+            return None
+    """
+)
+
+COMMANDS = [pytest.param([sys.executable, "-m", "dataserve"], id="python-m")]
+if shutil.which("dataserve"):
+    COMMANDS.append(pytest.param([shutil.which("dataserve")], id="console-script"))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _run(
+    command: list[str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        env=_env(),
+        check=False,
+    )
+
+
+def _run_bytes(command: list[str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*command, *args], capture_output=True, timeout=TIMEOUT, env=_env(), check=False
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+class Serve:
+    """A ``dataserve serve`` subprocess, killed in ``stop`` whatever happened."""
+
+    def __init__(self, command: list[str], cwd: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.stdout = b""
+        self.proc = subprocess.Popen(
+            [*command, "serve", "clihandler:CliHandler", "--port", str(port)],
+            cwd=cwd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_serving(self) -> None:
+        """Read stdout until the "serving" line, for at most STARTUP_TIMEOUT seconds."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while b"serving" not in self.stdout:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"no 'serving' line within {STARTUP_TIMEOUT} s: {self.stdout!r}")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    pytest.fail(f"serve exited before serving: {self.stdout!r}")
+                self.stdout += chunk
+
+    def stop(self, signum: int) -> tuple[int, str, str]:
+        """Send a signal; return the exit code, the rest of stdout, and stderr."""
+        self.proc.send_signal(signum)
+        out, err = self.proc.communicate(timeout=TIMEOUT)
+        return self.proc.returncode, (self.stdout + out).decode(), err.decode()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def handler_dir(tmp_path: Path) -> Path:
+    (tmp_path / "clihandler.py").write_text(HANDLER_MODULE)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    cwd = tmp_path_factory.mktemp("serve")
+    (cwd / "clihandler.py").write_text(HANDLER_MODULE)
+    server = Serve([sys.executable, "-m", "dataserve"], cwd, free_port())
+    try:
+        server.wait_serving()
+        yield server
+    finally:
+        server.kill()
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_demo_prints_each_codec_and_typed_call_and_exits_0(command: list[str]) -> None:
+    result = _run(command, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    out = result.stdout
+    for kind in ("JSON", "text", "bytes", "typed"):
+        assert f"  {kind} " in out, kind
+    assert "'hello, world'" in out  # text
+    assert "b'evresatad\\x02\\x01\\x00'" in out  # bytes
+    assert "type=float" in out  # typed
+    assert "µs" in out  # latency
+
+
+# -- serve and send ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_send_json_prints_json_reply(served: Serve, command: list[str]) -> None:
+    result = _run(command, "send", served.url, "/xdata", "--json", "[4,5,6]")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [1, 2, 3, 4, 5, 6]
+    assert result.stderr == ""
+
+
+def test_send_resource_without_slash_is_the_same_resource(served: Serve) -> None:
+    result = _run([sys.executable, "-m", "dataserve"], "send", served.url, "xdata", "--json", "[]")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [1, 2, 3]
+
+
+def test_send_text_prints_text_as_is(served: Serve) -> None:
+    result = _run([sys.executable, "-m", "dataserve"], "send", served.url, "/greet", "--text", "wö")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello, wö\n"
+
+
+def test_send_file_writes_bytes_reply_to_stdout(served: Serve, tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 4
+    path = tmp_path / "blob.bin"
+    path.write_bytes(blob)
+    result = _run_bytes(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/reverse", "--file", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == blob[::-1]
+    assert result.stderr == b""
+
+
+def test_send_file_with_out_writes_reply_to_path(served: Serve, tmp_path: Path) -> None:
+    blob = b"\x00\x01\x02dataserve\xff"
+    source, target = tmp_path / "in.bin", tmp_path / "out.bin"
+    source.write_bytes(blob)
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send",
+        served.url,
+        "/reverse",
+        "--file",
+        str(source),
+        "--out",
+        str(target),
+    )
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == blob[::-1]
+    assert result.stdout == ""
+
+
+def test_send_json_with_out_writes_json_to_path(served: Serve, tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send",
+        served.url,
+        "/xdata",
+        "--json",
+        "[4]",
+        "--out",
+        str(target),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(target.read_bytes()) == [1, 2, 3, 4]
+
+
+def test_send_text_with_out_writes_text_to_path(served: Serve, tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send",
+        served.url,
+        "/greet",
+        "--text",
+        "you",
+        "--out",
+        str(target),
+    )
+    assert result.returncode == 0, result.stderr
+    assert target.read_text(encoding="utf-8") == "hello, you"
+
+
+def test_send_to_resource_handler_returns_none_for_fails_with_404_line(served: Serve) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/nothing", "--json", "1"
+    )
+    line = _assert_one_line_error(result)
+    assert "404" in line
+    assert "/nothing" in line
+    assert result.stdout == ""
+
+
+def test_send_invalid_json_fails_with_one_line(served: Serve) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/xdata", "--json", "[4,"
+    )
+    line = _assert_one_line_error(result)
+    assert "--json" in line
+
+
+# -- stopping serve ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_cleanly_on_signal_with_exit_0(
+    handler_dir: Path, command: list[str], signum: int
+) -> None:
+    if signum == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        pytest.skip("SIGINT is ignored in this process, so the child would ignore it too")
+    server = Serve(command, handler_dir, free_port())
+    try:
+        server.wait_serving()
+        reply = _run(command, "send", server.url, "/xdata", "--json", "[4]")
+        assert json.loads(reply.stdout) == [1, 2, 3, 4]
+        code, out, err = server.stop(signum)
+    finally:
+        server.kill()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert f"127.0.0.1:{server.port}" in out
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_send_to_port_with_nothing_listening_fails_with_one_line(command: list[str]) -> None:
+    port = free_port()
+    result = _run(command, "send", f"http://127.0.0.1:{port}", "/xdata", "--json", "[1]")
+    line = _assert_one_line_error(result)
+    assert str(port) in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_serve_unknown_module_fails_with_one_line(tmp_path: Path, command: list[str]) -> None:
+    proc = subprocess.Popen(
+        [*command, "serve", "nosuchmodule:X", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    line = _assert_one_line_error(result)
+    assert "nosuchmodule" in line
+    assert "serving" not in out
+
+
+def test_serve_missing_attribute_fails_with_one_line(handler_dir: Path) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "clihandler:NoSuchHandler",
+        "--port",
+        str(free_port()),
+        cwd=handler_dir,
+    )
+    line = _assert_one_line_error(result)
+    assert "NoSuchHandler" in line
+
+
+def test_serve_on_port_in_use_fails_with_one_line(served: Serve, handler_dir: Path) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "clihandler:CliHandler",
+        "--port",
+        str(served.port),
+        cwd=handler_dir,
+    )
+    line = _assert_one_line_error(result)
+    assert str(served.port) in line or "in use" in line.lower()
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "http://127.0.0.1:99999"], ids=["no-scheme", "port-out-of-range"]
+)
+def test_send_to_malformed_url_fails_with_one_line(url: str) -> None:
+    result = _run([sys.executable, "-m", "dataserve"], "send", url, "/xdata", "--json", "[1]")
+    line = _assert_one_line_error(result)
+    assert line.startswith("dataserve send: ")
+
+
+def test_send_missing_file_fails_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.bin"
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send",
+        f"http://127.0.0.1:{free_port()}",
+        "/reverse",
+        "--file",
+        str(missing),
+    )
+    line = _assert_one_line_error(result)
+    assert "missing.bin" in line
+
+
+def test_serve_module_with_syntax_error_fails_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("xdata = (\n")
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "broken:Handler",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+    )
+    line = _assert_one_line_error(result)
+    assert "broken" in line
+
+
+def test_serve_with_unset_auth_token_env_fails_with_one_line(handler_dir: Path) -> None:
+    env_var = "DATASERVE_TEST_TOKEN_THAT_IS_NOT_SET"
+    assert env_var not in os.environ
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "clihandler:CliHandler",
+        "--port",
+        str(free_port()),
+        "--auth-token-env",
+        env_var,
+        cwd=handler_dir,
+    )
+    line = _assert_one_line_error(result)
+    assert env_var in line

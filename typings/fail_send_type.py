@@ -1,0 +1,129 @@
+"""Lines that must fail type checking, each with the precise error code it must raise.
+
+``mypy --strict`` reports unused ``type: ignore`` comments, so this file fails the check as soon
+as one of these lines stops being an error. Never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from dataserve import (
+    HTTPDataClient,
+    HTTPDataHandler,
+    HTTPDataServer,
+    RemoteError,
+    ServerError,
+    route,
+    run_http_server,
+)
+from dataserve.codecs import CodecRegistry, register
+
+
+class Point(msgspec.Struct):
+    x: float
+    y: float
+
+
+def typed_results(client: HTTPDataClient) -> None:
+    wrong: int = client.send("/name", type=str)  # type: ignore[assignment]
+    # Not caught, by mypy rather than by dataserve (msgspec.json.decode behaves the same): a
+    # parameterised alias such as ``list[int]`` is re-inferred from the assignment's declared
+    # type, so ``x: list[str] = client.send("/xs", type=list[int])`` passes. Assigning the
+    # result of a call without a declared type first is caught:
+    xs = client.send("/xs", type=list[int])
+    wrong_list: list[str] = xs  # type: ignore[assignment]
+    client.send("/xs", type=list[int]).append("x")  # type: ignore[arg-type]
+    z = client.send("/p", type=Point).z  # type: ignore[attr-defined]
+    client.send("/b", type=bytes).encode()  # type: ignore[attr-defined]
+    client.send("/d", type=dict[str, float])[1]  # type: ignore[index]
+    print(wrong, wrong_list, z)
+
+
+def send_arguments(client: HTTPDataClient) -> None:
+    client.send(5)  # type: ignore[call-overload]
+    client.send("/xs", [1], list[int])  # type: ignore[call-overload]
+    client.send("/xs", typ=list[int])  # type: ignore[call-overload]
+    client.wait_ready("soon")  # type: ignore[arg-type]
+
+
+def constructors() -> None:
+    HTTPDataClient(port="5001")  # type: ignore[arg-type]
+    HTTPDataClient(5001, "http://localhost:", "http://x:1")  # type: ignore[call-arg]
+    HTTPDataClient(port=5001, registry=[])  # type: ignore[arg-type]
+    HTTPDataServer(object)  # type: ignore[arg-type]
+    HTTPDataServer(HTTPDataHandler, port="0")  # type: ignore[arg-type]
+    HTTPDataServer(HTTPDataHandler, 0, "127.0.0.1", None)  # type: ignore[call-arg]
+    run_http_server("5001", HTTPDataHandler)  # type: ignore[arg-type]
+    port: str = HTTPDataServer(HTTPDataHandler).port  # type: ignore[assignment]
+    print(port)
+
+
+class WrongResource(HTTPDataHandler):
+    def handle_request(self, resource: int, payload: Any) -> object:  # type: ignore[override]
+        return None
+
+
+class MissingPayload(HTTPDataHandler):
+    def handle_request(self, resource: str) -> object:  # type: ignore[override]
+        return None
+
+
+class BadRoutes(HTTPDataHandler):
+    @route(5)  # type: ignore[arg-type]
+    def add(self, payload: list[int]) -> int:
+        return sum(payload)
+
+
+route("/x")(5)  # type: ignore[type-var]
+
+
+class NoDecode:
+    media_type = "application/x-no-decode"
+    types = (complex,)
+
+    def encode(self, value: complex, /) -> bytes:
+        return repr(value).encode()
+
+
+class TextEncode:
+    media_type = "application/x-text-encode"
+    types = (complex,)
+
+    def encode(self, value: complex, /) -> str:
+        return repr(value)
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> complex:
+        return complex(data.decode())
+
+
+class IntMediaType:
+    media_type = 5
+    types = (complex,)
+
+    def encode(self, value: complex, /) -> bytes:
+        return repr(value).encode()
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> complex:
+        return complex(data.decode())
+
+
+def codecs(registry: CodecRegistry) -> None:
+    registry.register(NoDecode())  # type: ignore[arg-type]
+    register(TextEncode())  # type: ignore[arg-type]
+    registry.register(IntMediaType())  # type: ignore[arg-type]
+    registry.register(object())  # type: ignore[arg-type]
+
+
+def errors(client: HTTPDataClient) -> None:
+    try:
+        client.send("/x")
+    except RemoteError as e:
+        kind: int = e.exception_type  # type: ignore[assignment]
+        print(kind)
+    except ServerError as e:
+        status: str = e.status  # type: ignore[assignment]
+        print(status)
