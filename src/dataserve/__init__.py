@@ -84,18 +84,19 @@ __all__ = [
 
 _LAZY = {"HTTPDataServer": "_server", "run_http_server": "_server"}
 
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'dataserve' has no attribute {name!r}")
-    from importlib import import_module
+    def __getattr__(name: str) -> Any:
+        module_name = _LAZY.get(name)
+        if module_name is None:
+            raise AttributeError(f"module 'dataserve' has no attribute {name!r}")
+        from importlib import import_module
 
-    value = getattr(import_module(f".{module_name}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
-    globals()[name] = value
-    return value
+        value = getattr(import_module(f".{module_name}", __name__), name)
+        if isinstance(value, type):
+            value.__module__ = __name__
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

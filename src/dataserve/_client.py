@@ -7,7 +7,7 @@ import os
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 from urllib.parse import quote
 
 import urllib3
@@ -46,6 +46,9 @@ from ._protocol import (
     raise_for_reply,
 )
 from .codecs._registry import CodecRegistry, default_registry
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = ["HTTPDataClient"]
 
@@ -114,7 +117,7 @@ class HTTPDataClient:
         auth_token: str | None = None,
         registry: CodecRegistry | None = None,
         pool_size: int = 16,
-        ssl_context: Any = None,
+        ssl_context: SSLContext | None = None,
     ) -> None:
         if url is None:
             if port is None:

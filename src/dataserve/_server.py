@@ -479,7 +479,15 @@ def run_http_server(
     port: int,
     data_handler: type[HTTPDataHandler] | HTTPDataHandler,
     host: str = "127.0.0.1",
-    **options: Any,
+    *,
+    registry: CodecRegistry | None = None,
+    auth_token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_body_size: int = GiB,
+    request_timeout: float = 30.0,
+    max_connections: int = 256,
+    shutdown_timeout: float = 5.0,
+    expose_tracebacks: bool = False,
 ) -> None:
     """Serve a handler until Ctrl-C or SIGTERM, then shut down cleanly and return.
 
@@ -490,9 +498,22 @@ def run_http_server(
         port: TCP port (``0`` picks a free one, printed).
         data_handler: An `HTTPDataHandler` subclass (instantiated once) or an instance.
         host: Address to bind.
-        **options: Passed on to `HTTPDataServer` (``auth_token``, ``max_body_size``, ...).
+        registry, auth_token, ssl_context, max_body_size, request_timeout, max_connections,
+        shutdown_timeout, expose_tracebacks: As for `HTTPDataServer`.
     """
-    server = HTTPDataServer(data_handler, port, host, **options)
+    server = HTTPDataServer(
+        data_handler,
+        port,
+        host,
+        registry=registry,
+        auth_token=auth_token,
+        ssl_context=ssl_context,
+        max_body_size=max_body_size,
+        request_timeout=request_timeout,
+        max_connections=max_connections,
+        shutdown_timeout=shutdown_timeout,
+        expose_tracebacks=expose_tracebacks,
+    )
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None
     in_main = threading.current_thread() is threading.main_thread()
