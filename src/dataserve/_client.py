@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 import time
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
+from typing import Any, Final, Self, TypeVar, overload
 from urllib.parse import quote
 
 import urllib3
@@ -46,9 +47,6 @@ from ._protocol import (
     raise_for_reply,
 )
 from .codecs._registry import CodecRegistry, default_registry
-
-if TYPE_CHECKING:
-    from ssl import SSLContext
 
 __all__ = ["HTTPDataClient"]
 
@@ -117,7 +115,7 @@ class HTTPDataClient:
         auth_token: str | None = None,
         registry: CodecRegistry | None = None,
         pool_size: int = 16,
-        ssl_context: SSLContext | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if url is None:
             if port is None:
@@ -338,7 +336,9 @@ class HTTPDataClient:
             except (Urllib3Error, OSError) as exc:
                 conn.close()
                 pool._put_conn(conn)
-                retry = _next_retry(retry, url, exc)
+                if not isinstance(exc, Urllib3Error):  # e.g. a failed TLS handshake
+                    exc = SSLError(exc) if isinstance(exc, ssl.SSLError) else ProtocolError(exc)
+                retry = _next_retry(retry, url, exc, connecting=True)
                 retry.sleep()
                 continue
             try:
@@ -494,17 +494,19 @@ def _read_chunked(rfile: io.BufferedReader) -> bytes:
         parts.append(chunk)
 
 
-def _next_retry(retry: Retry, url: str, error: BaseException) -> Retry:
+def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: bool = False) -> Retry:
     """urllib3's retry policy decides; give up with the matching `TransportError`."""
     try:
         return retry.increment("PUT", url, error=error)  # type: ignore[arg-type]
     except MaxRetryError as exc:
-        raise _transport_error(exc.reason or error, url, "PUT") from error
+        raise _transport_error(exc.reason or error, url, "PUT", connecting) from error
     except Urllib3Error as exc:  # not retryable: increment re-raised the error itself
-        raise _transport_error(exc, url, "PUT") from error
+        raise _transport_error(exc, url, "PUT", connecting) from error
 
 
-def _transport_error(exc: BaseException, url: str, method: str) -> TransportError:
+def _transport_error(
+    exc: BaseException, url: str, method: str, connecting: bool = False
+) -> TransportError:
     if isinstance(exc, NewConnectionError):
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
         return ConnectError(
@@ -518,6 +520,8 @@ def _transport_error(exc: BaseException, url: str, method: str) -> TransportErro
         )
     if isinstance(exc, SSLError):
         return ConnectError(f"TLS with {url} failed: {exc}", url)
+    if connecting:
+        return ConnectError(f"Could not connect to {url} ({exc})", url)
     return ConnectionLost(
         f"{method} {url}: the connection broke before the whole reply "
         f"arrived ({exc}); the handler may have run, so the request was "
