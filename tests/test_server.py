@@ -181,3 +181,15 @@ def test_head_is_a_liveness_probe(echo_server: HTTPDataServer) -> None:
 def test_repr_names_handler_and_url(make_server: Callable[..., HTTPDataServer]) -> None:
     server = make_server(auth_token="hunter2")
     assert repr(server) == f"<HTTPDataServer Echo at {server.url}>"
+
+
+def test_idle_keep_alive_connection_is_closed_without_a_client_error() -> None:
+    before = dataserve_threads()
+    with HTTPDataServer(Echo, idle_timeout=0.3) as server, HTTPDataClient(url=server.url) as c:
+        assert c.send("/echo", 1) == 1
+        deadline = time.monotonic() + 5
+        while dataserve_threads() > before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the connection's thread ends when the server closes it
+        assert dataserve_threads() == before + 2  # the accept loop and the reaper only
+        for i in range(3):
+            assert c.send("/echo", i) == i  # reconnects quietly

@@ -46,7 +46,6 @@ LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
 SMALL_REPLY: Final = 256 * 1024
 """Replies up to this size go out as one write of head and body together."""
-IDLE_TIMEOUT_FLOOR: Final = 60.0
 _READ_BUFFER: Final = 65536
 
 
@@ -156,12 +155,14 @@ class HTTPDataServer:
             constant time; ``HEAD`` liveness probes need none).
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
         max_body_size: Largest request body, in bytes (413 beyond, before reading it).
-        request_timeout: Seconds a request may take to arrive once started (408 after), and
-            the time a silent connection is kept (at least 60 s when idle between calls).
+        request_timeout: Seconds a request may take to arrive, from its first byte to the
+            last, however slowly it trickles (408 after).
         max_connections: Most connections served at once, each by one thread (503 beyond).
         shutdown_timeout: Seconds `shutdown` waits for in-flight requests.
         expose_tracebacks: Put handler tracebacks in 500 replies. For debugging only: a
             traceback reveals code and data to every client.
+        idle_timeout: Seconds a keep-alive connection may sit idle between calls before the
+            server closes it (the client notices and reconnects; no error).
     """
 
     def __init__(
@@ -178,10 +179,12 @@ class HTTPDataServer:
         max_connections: int = 256,
         shutdown_timeout: float = 5.0,
         expose_tracebacks: bool = False,
+        idle_timeout: float = 60.0,
     ) -> None:
-        if request_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
+        if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
-                "request_timeout must be > 0, shutdown_timeout >= 0 and max_connections >= 1"
+                "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
+                "max_connections >= 1"
             )
         self.handler = _instantiate(handler)
         self._core = ServerCore(
@@ -192,7 +195,7 @@ class HTTPDataServer:
             expose_tracebacks=expose_tracebacks,
         )
         self.request_timeout = request_timeout
-        self.idle_timeout = max(request_timeout, IDLE_TIMEOUT_FLOOR)
+        self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
         self._ssl_context = ssl_context
@@ -488,6 +491,7 @@ def run_http_server(
     max_connections: int = 256,
     shutdown_timeout: float = 5.0,
     expose_tracebacks: bool = False,
+    idle_timeout: float = 60.0,
 ) -> None:
     """Serve a handler until Ctrl-C or SIGTERM, then shut down cleanly and return.
 
@@ -499,7 +503,7 @@ def run_http_server(
         data_handler: An `HTTPDataHandler` subclass (instantiated once) or an instance.
         host: Address to bind.
         registry, auth_token, ssl_context, max_body_size, request_timeout, max_connections,
-        shutdown_timeout, expose_tracebacks: As for `HTTPDataServer`.
+        shutdown_timeout, expose_tracebacks, idle_timeout: As for `HTTPDataServer`.
     """
     server = HTTPDataServer(
         data_handler,
@@ -513,6 +517,7 @@ def run_http_server(
         max_connections=max_connections,
         shutdown_timeout=shutdown_timeout,
         expose_tracebacks=expose_tracebacks,
+        idle_timeout=idle_timeout,
     )
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None
