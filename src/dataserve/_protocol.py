@@ -400,7 +400,6 @@ class ServerCore:
         connection = headers.get("connection", "").lower()
         # HTTP/1.0 clients are served and their connection closed.
         keep_alive = head.version == (1, 1) and "close" not in connection
-        resource = _resource_of(head.target)
         method = head.method
         framing = headers.get("content-length")
         if "transfer-encoding" in headers:
@@ -424,7 +423,7 @@ class ServerCore:
         else:
             raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
-            return Request(resource, 0, None, {}, (), keep_alive and length <= 0)
+            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0)
         if method != "PUT":
             raise HTTPError(
                 405,
@@ -432,6 +431,7 @@ class ServerCore:
                 close=length > 0 or not keep_alive,
                 headers=(("Allow", "PUT, HEAD"),),
             )
+        resource = _resource_of(head.target)
         if self._expected_auth is not None:
             given = headers.get("authorization", "").encode("latin-1")
             if not hmac.compare_digest(given, self._expected_auth):
