@@ -63,6 +63,7 @@ class FloorClient:
         self._bytes_headers = {"Content-Type": "application/octet-stream"}
 
     def echo(self, value: Any) -> Any:
+        body: Any
         if isinstance(value, _BINARY):
             body, headers = value, self._bytes_headers
         else:
@@ -119,7 +120,8 @@ class XMLRPCClient:
 
     def echo(self, value: Any) -> Any:
         if isinstance(value, _BINARY):
-            return self._proxy.echo(self._binary(bytes(value))).data
+            reply: Any = self._proxy.echo(self._binary(bytes(value)))
+            return reply.data
         return self._proxy.echo(value)
 
     def for_thread(self) -> XMLRPCClient:

@@ -31,6 +31,22 @@ def make_blob(size: int) -> bytes:
     return os.urandom(size)
 
 
+def listen_overflows() -> int | None:
+    """Linux's count of connects dropped because a listen queue was full (TcpExt
+    ListenOverflows; each costs that client a SYN retransmit, 1 s or more), or None."""
+    try:
+        with open("/proc/net/netstat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            fields = dict(zip(names.split(), values.split(), strict=True))
+            if "ListenOverflows" in fields:
+                return int(fields["ListenOverflows"])
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Peak memory (Linux /proc). Writing "5" to /proc/PID/clear_refs resets VmHWM to the current
 # RSS; where that is refused, a thread samples VmRSS every millisecond instead.

@@ -7,12 +7,14 @@ payload back, doing the decode/encode work its protocol implies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socketserver
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, cast
 
 from _common import AUTHKEY, HOST
 
@@ -56,7 +58,7 @@ class _FloorHandler(BaseHTTPRequestHandler):
             self.wfile.write(head)
             self.wfile.write(out)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -102,7 +104,7 @@ def _serve_xmlrpc(conn: Connection) -> None:
     class Handler(SimpleXMLRPCRequestHandler):
         # The stdlib gzips replies above 1400 bytes for a client that accepts gzip (its own
         # ServerProxy does): off, so the row measures the protocol, not zlib on random bytes.
-        encode_threshold = None
+        encode_threshold = None  # type: ignore[assignment]  # None: never gzip (stdlib)
 
     class Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         daemon_threads = True
@@ -132,7 +134,7 @@ def _serve_mp_manager(conn: Connection) -> None:
 
     Manager.register("Echo", callable=EchoObject)
     server = Manager(address=(HOST, 0), authkey=AUTHKEY).get_server()
-    conn.send(server.address[1])
+    conn.send(cast(tuple[str, int], server.address)[1])
     server.serve_forever()
 
 
@@ -169,7 +171,7 @@ class _V01Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(out)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # 0.1 logged each request to stderr; left out to keep the harness output readable
 
 
@@ -196,8 +198,6 @@ def serve(row: str, conn: Connection) -> None:
     try:
         _SERVERS[row](conn)
     except BaseException as exc:  # report start-up failures to the harness, then exit
-        try:
+        with contextlib.suppress(OSError):
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        except OSError:
-            pass
         raise

@@ -33,13 +33,19 @@ Rows (each server in its own spawned process on 127.0.0.1, free port; this proce
     without Content-Length, stdlib json, content types compared as strings; client
     ``requests.put`` with a new connection per call (no Session).
 
-Workloads, each bounded by a call count and a time cap (``--quick`` lowers both):
+All servers of a run start together (each in its own process) and are always terminated at
+its end (a watchdog kills them if a run overstays its bound). Each workload runs in rounds: in
+every round each row gets one slice, the rows taking turns in a rotating order, so that a
+change in the machine's speed (another job, a frequency step) hits every row alike and the
+ratios to the floor stay fair. Workloads, each bounded per row by a call count and a time cap
+(``--quick`` lowers both):
 
 (a) small JSON round trips (``[1, 2, 3]``) from one thread: calls/s, p50 and p99 latency;
 (b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s;
 (c) 1 MB and 64 MB bytes echo (1 MB = 2**20 bytes), in a client subprocess of its own: MB/s,
-    and for one 64 MB call the peak RSS of client and server above their RSS just before the
-    call (the payload already built), in MB and as a multiple of the payload (P);
+    and for one 64 MB call per round the peak RSS (VmHWM, reset through /proc/PID/clear_refs)
+    of client and server above their RSS just before the call (the payload already built: the
+    figure is what the call costs, reply included), in MB and as a multiple of the payload (P);
 (d) a 10,000-record JSON list echoed: median time per call;
 and ``import dataserve`` against ``import msgspec, urllib3`` (``python -X importtime`` in fresh
 interpreters, cumulative time of the top-level imports, median of several runs).
@@ -48,12 +54,17 @@ Output: a Markdown table on stdout (each figure followed by its ratio to the flo
 SPEC §12 targets with PASS/FAIL; progress goes to stderr. ``--json PATH`` writes every raw
 figure, ``--chart PATH`` a PNG bar chart (needs matplotlib). ``--repeat N`` runs everything N
 times and reports the median of each figure (the targets are checked on the median of three).
-The harness reports; it exits 0 whether or not a target is met.
+Under the table it also counts connects dropped by a full listen queue (Linux ListenOverflows;
+each one costs a client a SYN retransmit of 1 s or more). The harness reports; it exits 0
+whether or not a target is met.
 """
+
+# ruff: noqa: RUF001 - the output uses the multiplication sign and the en dash on purpose
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -66,8 +77,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +86,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script it is sys.path[0] already
     sys.path.insert(0, str(HERE))
 
-from _common import ROWS, SMALL_PAYLOAD, MiB, make_records  # noqa: E402
+from _common import ROWS, SMALL_PAYLOAD, listen_overflows, make_records  # noqa: E402
 
 N_THREADS = 8
 SERVER_START_TIMEOUT_S = 30.0
@@ -83,8 +94,11 @@ SERVER_START_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Budget:
-    """Bounds of each workload: at most ``*_calls`` calls or ``*_s`` seconds, whichever first."""
+    """Bounds of each workload per row and run: at most ``*_calls`` calls or ``*_s`` seconds,
+    whichever comes first, spread over ``rounds`` slices (``large_rounds`` for 1 MB/64 MB)."""
 
+    rounds: int
+    large_rounds: int
     warmup_calls: int
     warmup_s: float
     small_calls: int
@@ -93,29 +107,30 @@ class Budget:
     threads_s: float
     mb1_calls: int
     mb1_s: float
-    mb64_calls: int  # at least one 64 MB call always runs: it is the one whose memory is measured
+    mb64_calls: int  # one 64 MB call per round always runs: the one whose memory is measured
     mb64_s: float
     records_calls: int
     records_s: float
     import_runs: int
 
-    @property
-    def row_hard_limit_s(self) -> float:
-        """After this long a row's server is killed, so a hung client call cannot hang the run."""
-        total = self.small_s + self.threads_s + self.mb1_s + self.mb64_s + self.records_s
-        return 3 * total + 120
+    def hard_limit_s(self, n_rows: int) -> float:
+        """After this long the servers are killed, so a hung call cannot hang the run."""
+        per_row = self.small_s + self.threads_s + self.mb1_s + self.mb64_s + self.records_s
+        return n_rows * (3 * per_row + 60) + 120
 
 
 QUICK = Budget(
+    rounds=3, large_rounds=1,
     warmup_calls=100, warmup_s=0.2,
-    small_calls=20_000, small_s=1.5,
-    threads_calls=40_000, threads_s=1.5,
-    mb1_calls=200, mb1_s=0.7,
-    mb64_calls=5, mb64_s=1.0,
-    records_calls=50, records_s=1.0,
+    small_calls=20_000, small_s=1.2,
+    threads_calls=40_000, threads_s=1.2,
+    mb1_calls=200, mb1_s=0.6,
+    mb64_calls=5, mb64_s=0.8,
+    records_calls=50, records_s=0.8,
     import_runs=5,
 )  # fmt: skip
 FULL = Budget(
+    rounds=5, large_rounds=3,
     warmup_calls=500, warmup_s=0.5,
     small_calls=200_000, small_s=5.0,
     threads_calls=400_000, threads_s=5.0,
@@ -228,8 +243,30 @@ def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
         recv_conn.close()
 
 
+@dataclass
+class RowState:
+    """One row during a run: its server, its client, and what its workloads gathered."""
+
+    row: str
+    port: int
+    pid: int
+    client: Any
+    thread_clients: list[Any] = field(default_factory=list)
+    slices: dict[str, list[Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    listen_overflows: int = 0  # connects dropped by a full listen queue during its slices
+
+
 # ---------------------------------------------------------------------------------------------
-# Workloads run in this process
+# Workloads. Each runs in slices: in every round each row gets one slice, the rows taking turns
+# in a rotating order, so that a change in the machine's speed (another job, a frequency step)
+# hits every row alike instead of whichever row ran at that moment.
+
+
+@functools.cache
+def records() -> list[dict[str, Any]]:
+    """The 10,000-record list, built once (not at import: spawned servers import this file)."""
+    return make_records()
 
 
 def _percentile(sorted_values: list[int], pct: float) -> float:
@@ -238,57 +275,73 @@ def _percentile(sorted_values: list[int], pct: float) -> float:
     return float(sorted_values[k])
 
 
-def _warm_up(echo: Callable[[Any], Any], payload: Any, b: Budget) -> None:
-    deadline = time.perf_counter() + b.warmup_s
-    for _ in range(b.warmup_calls):
+def _bounded_calls(echo: Callable[[Any], Any], payload: Any, calls: int, seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    for _ in range(calls):
         echo(payload)
         if time.perf_counter() >= deadline:
             break
 
 
-def bench_small(client: Any, b: Budget) -> dict[str, float]:
-    """(a) Small JSON round trips from one thread."""
-    echo = client.echo
+def prepare(st: RowState, b: Budget) -> None:
+    """Check that the row echoes correctly, and warm it up (connections, caches)."""
+    echo = st.client.echo
+    got = echo(SMALL_PAYLOAD)
+    if got != SMALL_PAYLOAD:
+        raise RuntimeError(f"small echo came back as {got!r}")
+    if echo(records()) != records():
+        raise RuntimeError("the 10k records came back different")
+    _bounded_calls(echo, SMALL_PAYLOAD, b.warmup_calls, b.warmup_s)
+    st.thread_clients = [st.client.for_thread() for _ in range(N_THREADS)]
+
+
+def slice_small(st: RowState, b: Budget) -> tuple[list[int], float]:
+    """(a) Small JSON round trips from one thread: (latencies in ns, elapsed s)."""
+    echo = st.client.echo
     payload = SMALL_PAYLOAD
-    if echo(payload) != payload:
-        raise RuntimeError(f"small echo came back as {echo(payload)!r}")
-    _warm_up(echo, payload, b)
+    _bounded_calls(echo, payload, 20, 0.05)  # this row's code and connection back in cache
     clock = time.perf_counter_ns
     latencies: list[int] = []
     append = latencies.append
     start = t1 = clock()
-    stop = start + int(b.small_s * 1e9)
-    for _ in range(b.small_calls):
+    stop = start + int(b.small_s / b.rounds * 1e9)
+    for _ in range(max(1, b.small_calls // b.rounds)):
         t0 = clock()
         echo(payload)
         t1 = clock()
         append(t1 - t0)
         if t1 >= stop:
             break
-    latencies.sort()
+    return latencies, (t1 - start) / 1e9
+
+
+def combine_small(slices: list[tuple[list[int], float]]) -> dict[str, Any]:
+    latencies = sorted(x for lat, _ in slices for x in lat)
     return {
         "small_calls": len(latencies),
-        "small_calls_s": len(latencies) / ((t1 - start) / 1e9),
+        "small_calls_s": len(latencies) / sum(sec for _, sec in slices),
         "small_p50_us": _percentile(latencies, 50) / 1e3,
         "small_p99_us": _percentile(latencies, 99) / 1e3,
         "small_max_us": latencies[-1] / 1e3,
+        "small_slices_calls_s": [len(lat) / sec for lat, sec in slices],
     }
 
 
-def bench_threads(client: Any, b: Budget) -> dict[str, float]:
-    """(b) ``N_THREADS`` threads calling at once: calls/s in total."""
-    clients = [client.for_thread() for _ in range(N_THREADS)]
+def slice_threads(st: RowState, b: Budget) -> tuple[int, float]:
+    """(b) ``N_THREADS`` threads calling at once (sharing the client where it is thread-safe):
+    (calls, elapsed s)."""
     barrier = threading.Barrier(N_THREADS + 1, timeout=60)
     counts = [0] * N_THREADS
     errors: list[BaseException] = []
-    per_thread = max(1, b.threads_calls // N_THREADS)
+    per_thread = max(1, b.threads_calls // b.rounds // N_THREADS)
+    seconds = b.threads_s / b.rounds
 
     def work(i: int) -> None:
-        echo = clients[i].echo
+        echo = st.thread_clients[i].echo
         try:
-            echo(SMALL_PAYLOAD)  # each thread opens its connection before the clock starts
+            echo(SMALL_PAYLOAD)  # each thread has its connection before the clock starts
             barrier.wait()
-            deadline = time.perf_counter() + b.threads_s
+            deadline = time.perf_counter() + seconds
             n = 0
             while n < per_thread:
                 echo(SMALL_PAYLOAD)
@@ -301,104 +354,155 @@ def bench_threads(client: Any, b: Budget) -> dict[str, float]:
             barrier.abort()
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(N_THREADS)]
-    try:
-        for t in threads:
-            t.start()
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join(b.threads_s + 180)
-        elapsed = time.perf_counter() - t0
-    finally:
-        for c in clients:
-            if c is not client:
-                c.close()
+    for t in threads:
+        t.start()
+    with suppress(threading.BrokenBarrierError):
+        barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join(seconds + 180)
+    elapsed = time.perf_counter() - t0
     if errors:
         raise errors[0]
     if any(t.is_alive() for t in threads):
         raise RuntimeError("a client thread did not finish")
-    return {"threads8_calls": sum(counts), "threads8_calls_s": sum(counts) / elapsed}
+    return sum(counts), elapsed
 
 
-def bench_records(client: Any, b: Budget) -> dict[str, float]:
-    """(d) A 10,000-record JSON list echoed: median seconds per call."""
-    records = make_records()
-    if client.echo(records) != records:
-        raise RuntimeError("10k records came back different")
+def combine_threads(slices: list[tuple[int, float]]) -> dict[str, Any]:
+    return {
+        "threads8_calls": sum(n for n, _ in slices),
+        "threads8_calls_s": sum(n for n, _ in slices) / sum(sec for _, sec in slices),
+        "threads8_slices_calls_s": [n / sec for n, sec in slices],
+    }
+
+
+def slice_records(st: RowState, b: Budget) -> list[float]:
+    """(d) The 10,000-record JSON list echoed: seconds of each call."""
     times: list[float] = []
     start = time.perf_counter()
-    for _ in range(b.records_calls):
+    for _ in range(max(1, b.records_calls // b.rounds)):
         t0 = time.perf_counter()
-        client.echo(records)
+        st.client.echo(records())
         t1 = time.perf_counter()
         times.append(t1 - t0)
-        if t1 - start >= b.records_s:
+        if t1 - start >= b.records_s / b.rounds:
             break
+    return times
+
+
+def combine_records(slices: list[list[float]]) -> dict[str, Any]:
+    times = [t for s in slices for t in s]
     return {"records10k_calls": len(times), "records10k_ms": statistics.median(times) * 1e3}
 
 
-def bench_large(row: str, port: int, server_pid: int, b: Budget) -> dict[str, Any]:
-    """(c) 1 MB and 64 MB bytes echo, in a client subprocess (see ``_clients.large_echo``)."""
+def slice_large(st: RowState, b: Budget) -> dict[str, Any]:
+    """(c) 1 MB and 64 MB bytes echo in a client subprocess (see ``_clients.large_echo``)."""
+    n = b.large_rounds
+    mb1_s, mb64_s = b.mb1_s / n, b.mb64_s / n
     cmd = [
         sys.executable,
         str(HERE / "_clients.py"),
-        row,
-        str(port),
-        str(server_pid),
-        "--mb1", str(b.mb1_calls), str(b.mb1_s),
-        "--mb64", str(b.mb64_calls), str(b.mb64_s),
+        st.row,
+        str(st.port),
+        str(st.pid),
+        "--mb1", str(max(1, b.mb1_calls // n)), str(mb1_s),
+        "--mb64", str(max(1, b.mb64_calls // n)), str(mb64_s),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=b.row_hard_limit_s)
+    timeout = 3 * (mb1_s + mb64_s) + 120
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"large-echo client exited {proc.returncode}: {proc.stderr[-500:]}")
     raw: dict[str, Any] = json.loads(lines[-1])
     if "error" in raw:
         raise RuntimeError(raw["error"])
-    out: dict[str, Any] = {"mb1_MBps": raw["mb1"]["MBps"], "mb64_MBps": raw["mb64"]["MBps"]}
-    out["mb1_calls"] = raw["mb1"]["calls"]
-    out["mb64_calls"] = raw["mb64"]["calls"]
+    return raw
+
+
+def combine_large(slices: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for size, mib in (("mb1", 1), ("mb64", 64)):
+        calls = sum(s[size]["calls"] for s in slices)
+        out[f"{size}_calls"] = calls
+        out[f"{size}_MBps"] = calls * mib / sum(s[size]["seconds"] for s in slices)
     for side in ("client", "server"):
-        peak = raw[f"mb64_{side}_peak"]
-        out[f"mb64_{side}_peak_MB"] = peak["peak_above_MB"]
-        out[f"mb64_{side}_peak_x"] = peak["x_payload"]
-        out[f"mb64_{side}_baseline_MB"] = peak["baseline_MB"]
-        out["memory_method"] = peak["method"]
+        peaks = [s[f"mb64_{side}_peak"] for s in slices]
+        for key, name in (("peak_above_MB", "MB"), ("x_payload", "x"), ("baseline_MB", "base_MB")):
+            vals = [p[key] for p in peaks if p[key] is not None]
+            out[f"mb64_{side}_peak_{name}"] = statistics.median(vals) if vals else None
+        out["memory_method"] = peaks[0]["method"]
+    out["large_slices"] = slices
     return out
 
 
-def measure_row(row: str, b: Budget) -> dict[str, Any]:
-    """All workloads for one row against a fresh server: {"figures": ..., "errors": ...}."""
+WORKLOADS: list[
+    tuple[str, Callable[[RowState, Budget], Any], Callable[[list[Any]], dict[str, Any]]]
+] = [
+    ("small", slice_small, combine_small),
+    ("threads", slice_threads, combine_threads),
+    ("records", slice_records, combine_records),
+    ("large", slice_large, combine_large),
+]
+
+
+def run_once(rows: list[str], b: Budget, run_index: int) -> dict[str, dict[str, Any]]:
+    """Start every row's server, run each workload in interleaved slices, stop the servers.
+
+    Returns, per row, ``{"figures": {...}, "errors": {...}}``.
+    """
     from _clients import make_client
 
-    figures: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    wall_s: dict[str, float] = {}
-
-    def attempt(name: str, bench: Callable[[], dict[str, Any]]) -> None:
-        t0 = time.perf_counter()
-        try:
-            figures.update(bench())
-        except Exception as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
-        wall_s[name] = time.perf_counter() - t0
-
-    try:
-        with running_server(row, b.row_hard_limit_s) as (port, pid):
-            client = make_client(row, port)
+    states: list[RowState] = []
+    failed: dict[str, dict[str, str]] = {}
+    with ExitStack() as stack:
+        for row in rows:
             try:
-                attempt("small", lambda: bench_small(client, b))
-                attempt("threads", lambda: bench_threads(client, b))
-                attempt("records", lambda: bench_records(client, b))
-            finally:
-                client.close()
-            attempt("large", lambda: bench_large(row, port, pid, b))
-    except Exception as exc:
-        errors["server"] = f"{type(exc).__name__}: {exc}"
-    return {"figures": figures, "errors": errors, "wall_s": wall_s}
+                port, pid = stack.enter_context(running_server(row, b.hard_limit_s(len(rows))))
+                client = make_client(row, port)
+                stack.callback(client.close)
+                st = RowState(row, port, pid, client)
+                states.append(st)
+                prepare(st, b)
+            except Exception as exc:
+                failed[row] = {"server": f"{type(exc).__name__}: {exc}"}
+                states = [s for s in states if s.row != row]
+            else:
+                stack.callback(_close_thread_clients, st)
+        for name, run_slice, _ in WORKLOADS:
+            rounds = b.large_rounds if name == "large" else b.rounds
+            t0 = time.perf_counter()
+            for r in range(rounds):
+                k = (r + run_index) % len(states) if states else 0
+                for st in states[k:] + states[:k]:
+                    if name in st.errors:
+                        continue
+                    before = listen_overflows()
+                    try:
+                        st.slices.setdefault(name, []).append(run_slice(st, b))
+                    except Exception as exc:
+                        st.errors[name] = f"{type(exc).__name__}: {exc}"
+                    after = listen_overflows()
+                    if before is not None and after is not None:
+                        st.listen_overflows += after - before
+            log(f"    {name}: {time.perf_counter() - t0:.1f} s")
+    results: dict[str, dict[str, Any]] = {}
+    for st in states:
+        figures: dict[str, Any] = {}
+        for name, _, combine in WORKLOADS:
+            if name not in st.errors and st.slices.get(name):
+                figures.update(combine(st.slices[name]))
+        figures["listen_overflows"] = st.listen_overflows
+        results[st.row] = {"figures": figures, "errors": st.errors}
+    for row, errors in failed.items():
+        results[row] = {"figures": {}, "errors": errors}
+    return {row: results[row] for row in rows}
+
+
+def _close_thread_clients(st: RowState) -> None:
+    for c in st.thread_clients:
+        if c is not st.client:
+            c.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +555,9 @@ def measure_import(runs: int) -> dict[str, Any]:
 # Reporting
 
 
-def median_figures(runs: list[dict[str, dict[str, Any]]], rows: list[str]) -> dict[str, dict]:
+def median_figures(
+    runs: list[dict[str, dict[str, Any]]], rows: list[str]
+) -> dict[str, dict[str, float]]:
     """Per row and figure, the median over the runs that produced it."""
     out: dict[str, dict[str, float]] = {}
     for row in rows:
@@ -544,7 +650,7 @@ def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) 
 
 
 def format_targets(targets: list[Target], n_runs: int) -> str:
-    what = "median of %d runs" % n_runs if n_runs > 1 else "one run; the targets are for the median of 3"
+    what = f"median of {n_runs} runs" if n_runs > 1 else "one run; targets are for the median of 3"
     lines = [f"targets (SPEC §12, dataserve as a ratio; {what}):"]
     for t in targets:
         shown = "–" if t.value is None else f"{t.value:.2f}×"
@@ -566,7 +672,7 @@ def write_chart(path: str, med: dict[str, dict[str, float]], rows: list[str], ti
     ]
     colors = {"floor": "#888888", "dataserve": "#1f77b4"}
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.8))
-    for ax, (key, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes, panels, strict=True):
         names = [r for r in rows if med.get(r, {}).get(key) is not None]
         vals = [med[r][key] for r in names]
         bars = ax.bar(names, vals, color=[colors.get(r, "#bbbbbb") for r in names])
@@ -576,6 +682,7 @@ def write_chart(path: str, med: dict[str, dict[str, float]], rows: list[str], ti
         ax.margins(y=0.15)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -610,16 +717,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, dict[str, Any]]] = []
     imports: list[dict[str, Any]] = []
     for i in range(max(1, args.repeat)):
-        run: dict[str, dict[str, Any]] = {}
-        # Every other run goes through the rows backwards, so a drift of the machine's speed
-        # during a run does not always favour the same row.
-        for row in rows if i % 2 == 0 else rows[::-1]:
-            t0 = time.perf_counter()
-            log(f"[run {i + 1}/{args.repeat}] {row} ...")
-            run[row] = measure_row(row, budget)
-            for name, err in run[row]["errors"].items():
-                log(f"    {name}: {err}")
-            log(f"    {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        log(f"[run {i + 1}/{args.repeat}] {', '.join(rows)}")
+        run = run_once(rows, budget, i)
+        for row, res in run.items():
+            for name, err in res["errors"].items():
+                log(f"    {row}, {name}: {err}")
+        log(f"    {time.perf_counter() - t0:.1f} s")
         runs.append(run)
         if ds_error is None:
             try:
@@ -640,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"dataserve benchmark — Python {platform.python_version()}, {platform.system()}, "
         f"{cpus} CPUs, {'quick' if args.quick else 'full'}, "
-        f"{'median of %d runs' % len(runs) if len(runs) > 1 else '1 run'}"
+        f"{f'median of {len(runs)} runs' if len(runs) > 1 else '1 run'}"
     )
     print(header + "\n")
     print(format_table(med, rows))
@@ -654,14 +758,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{imp['import_msgspec_urllib3_ms']:.1f} ms ({imp['import_ratio']:.2f}×; "
             "-X importtime, median)"
         )
+    dropped = {r: int(n) for r in rows if (n := med.get(r, {}).get("listen_overflows"))}
+    if dropped:
+        print(
+            "\nconnects dropped by a full listen queue (each a client SYN retry of ≥ 1 s): "
+            + ", ".join(f"{r} {n}" for r, n in dropped.items())
+        )
     for row, why in skipped.items():
         print(f"\nskipped {row}: {why}")
     for i, run in enumerate(runs):
         for row, res in run.items():
             for name, err in res["errors"].items():
                 print(f"\nrun {i + 1}, {row}, {name} failed: {err}")
-    for n in notes:
-        print(f"\nnote: {n}")
+    for note in notes:
+        print(f"\nnote: {note}")
     print("\n" + format_targets(targets, len(runs)))
     elapsed = time.perf_counter() - started
     print(f"\n({elapsed:.0f} s)")
@@ -689,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
                 for t in targets
             ],
         }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         log(f"wrote {args.json}")
     if args.chart:
