@@ -128,5 +128,6 @@ def errors(client: HTTPDataClient) -> None:
         status: str = e.status  # type: ignore[assignment]
         print(status)
 
+
 # A misspelt name is an error, not Any (the lazy __getattr__ is hidden from type checkers).
 from dataserve import HTTPDataClinet  # type: ignore[attr-defined]  # noqa: E402, F401
