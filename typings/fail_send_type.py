@@ -131,3 +131,9 @@ def errors(client: HTTPDataClient) -> None:
 
 # A misspelt name is an error, not Any (the lazy __getattr__ is hidden from type checkers).
 from dataserve import HTTPDataClinet  # type: ignore[attr-defined]  # noqa: E402, F401
+
+
+def misspelt_server_option(handler: type[HTTPDataHandler]) -> None:
+    # run_http_server's options are HTTPDataServer's keywords, checked by name and type.
+    run_http_server(5001, handler, auth_tokn="x")  # type: ignore[call-arg]
+    run_http_server(5001, handler, request_timeout="30")  # type: ignore[arg-type]

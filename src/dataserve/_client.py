@@ -36,13 +36,12 @@ from ._errors import (
     ReadTimeout,
     TransportError,
 )
+from ._io import send_message
 from ._protocol import (
-    _NO_PARAMS,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
-    OCTET_STREAM,
     HTTPError,
-    parse_media_type,
+    codec_for_content_type,
     parse_response_head,
     raise_for_reply,
 )
@@ -55,8 +54,6 @@ T = TypeVar("T")
 CONNECT_RETRIES: Final = 2
 """Failed connection attempts are retried this often: the request never left, so it is safe."""
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
-SMALL_REQUEST: Final = 256 * 1024
-"""Requests up to this size go out as one write of head and body together."""
 USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
@@ -361,11 +358,7 @@ class HTTPDataClient:
             return status, headers, data
 
     def _decode(self, content_type: str | None, data: bytes, target: object, path: str) -> Any:
-        if content_type is None:
-            media_type, params = OCTET_STREAM, _NO_PARAMS
-        else:
-            media_type, params = parse_media_type(content_type)
-        codec = self.registry.codec_for_media_type(media_type)
+        codec, media_type, params = codec_for_content_type(self.registry, content_type)
         if codec is None:
             raise DecodeError(
                 f"PUT {self.url}{path} answered with Content-Type "
@@ -437,11 +430,7 @@ def _send_and_receive(
 ) -> tuple[int, dict[str, str], bytes, bool]:
     sock = conn.sock
     sock.settimeout(timeout)
-    if length <= SMALL_REQUEST:
-        sock.sendall(head + body)  # one write: no Nagle / delayed-ACK stall
-    else:
-        sock.sendall(head)
-        sock.sendall(body)  # the caller's buffer, not a concatenated copy
+    send_message(sock, head, body, length)
     rfile = conn.reader()
     while True:
         status_line = rfile.readline(MAX_HEADER_BYTES + 1)

@@ -33,6 +33,7 @@ __all__ = [
     "Request",
     "RequestHead",
     "ServerCore",
+    "codec_for_content_type",
     "parse_accept",
     "parse_media_type",
     "parse_request_head",
@@ -281,6 +282,22 @@ def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
     return result
 
 
+def codec_for_content_type(
+    registry: CodecRegistry, content_type: str | None
+) -> tuple[Codec[Any] | None, str, dict[str, str]]:
+    """The codec that decodes a body with this ``Content-Type`` (``None`` if none does).
+
+    A missing header means ``application/octet-stream`` (RFC 9110 section 8.3).
+
+    Returns:
+        The codec, the bare media type and its parameters.
+    """
+    if content_type is None:
+        return registry.codec_for_media_type(OCTET_STREAM), OCTET_STREAM, _NO_PARAMS
+    media_type, params = parse_media_type(content_type)
+    return registry.codec_for_media_type(media_type), media_type, params
+
+
 _accept_cache: dict[str, tuple[str, ...]] = {}
 
 
@@ -449,12 +466,9 @@ class ServerCore:
                 f"body of {length} bytes is over this server's limit of {self.max_body_size} bytes",
                 close=True,
             )
-        content_type = headers.get("content-type")
-        if content_type is None:
-            media_type, params = OCTET_STREAM, _NO_PARAMS
-        else:
-            media_type, params = parse_media_type(content_type)
-        codec = self.registry.codec_for_media_type(media_type)
+        codec, media_type, params = codec_for_content_type(
+            self.registry, headers.get("content-type")
+        )
         if codec is None:
             accepted = ", ".join(self.registry.media_types)
             raise HTTPError(

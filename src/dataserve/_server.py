@@ -20,9 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, Final, Self, TypedDict, Unpack, cast
 
 from ._handler import HTTPDataHandler
+from ._io import send_message
 from ._protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -44,8 +45,6 @@ _log: Final = logging.getLogger("dataserve")
 GiB: Final = 1 << 30
 LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
-SMALL_REPLY: Final = 256 * 1024
-"""Replies up to this size go out as one write of head and body together."""
 _READ_BUFFER: Final = 65536
 
 
@@ -97,14 +96,7 @@ def _head(reply: Reply, length: int) -> bytes:
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
     length = body.nbytes if isinstance(body, memoryview) else len(body)
-    head = _head(reply, length)
-    if head_only or not length:
-        sock.sendall(head)
-    elif length <= SMALL_REPLY:
-        sock.sendall(head + body)  # one write: no Nagle / delayed-ACK stall
-    else:
-        sock.sendall(head)
-        sock.sendall(body)  # the caller's buffer, not a concatenated copy
+    send_message(sock, _head(reply, length), body, 0 if head_only else length)
 
 
 def _instantiate(handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHandler:
@@ -117,6 +109,20 @@ def _instantiate(handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHa
             f"expected an HTTPDataHandler subclass or instance, got {type(handler).__qualname__}"
         )
     return handler
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword arguments of `HTTPDataServer`, for functions that pass them on."""
+
+    registry: CodecRegistry | None
+    auth_token: str | None
+    ssl_context: ssl.SSLContext | None
+    max_body_size: int
+    request_timeout: float
+    max_connections: int
+    shutdown_timeout: float
+    expose_tracebacks: bool
+    idle_timeout: float
 
 
 class _Connection:
@@ -482,16 +488,7 @@ def run_http_server(
     port: int,
     data_handler: type[HTTPDataHandler] | HTTPDataHandler,
     host: str = "127.0.0.1",
-    *,
-    registry: CodecRegistry | None = None,
-    auth_token: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    max_body_size: int = GiB,
-    request_timeout: float = 30.0,
-    max_connections: int = 256,
-    shutdown_timeout: float = 5.0,
-    expose_tracebacks: bool = False,
-    idle_timeout: float = 60.0,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve a handler until Ctrl-C or SIGTERM, then shut down cleanly and return.
 
@@ -502,23 +499,10 @@ def run_http_server(
         port: TCP port (``0`` picks a free one, printed).
         data_handler: An `HTTPDataHandler` subclass (instantiated once) or an instance.
         host: Address to bind.
-        registry, auth_token, ssl_context, max_body_size, request_timeout, max_connections,
-        shutdown_timeout, expose_tracebacks, idle_timeout: As for `HTTPDataServer`.
+        **options: The keyword arguments of `HTTPDataServer` (``auth_token``,
+            ``max_body_size``, ...), type-checked.
     """
-    server = HTTPDataServer(
-        data_handler,
-        port,
-        host,
-        registry=registry,
-        auth_token=auth_token,
-        ssl_context=ssl_context,
-        max_body_size=max_body_size,
-        request_timeout=request_timeout,
-        max_connections=max_connections,
-        shutdown_timeout=shutdown_timeout,
-        expose_tracebacks=expose_tracebacks,
-        idle_timeout=idle_timeout,
-    )
+    server = HTTPDataServer(data_handler, port, host, **options)
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None
     in_main = threading.current_thread() is threading.main_thread()
