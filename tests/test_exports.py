@@ -132,12 +132,6 @@ def test_unknown_attribute_raises_attribute_error_naming_it() -> None:
         _ = dataserve.NoSuchName
 
 
-def test_wsgi_make_app_is_public_with_docstring() -> None:
-    wsgi = pytest.importorskip("dataserve.wsgi")
-    assert callable(wsgi.make_app)
-    assert (wsgi.make_app.__doc__ or "").strip()
-
-
 def _fresh_python(code: str) -> str:
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
