@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -108,8 +109,13 @@ def test_serve_forever_blocks_until_shutdown_from_another_thread() -> None:
     assert not thread.is_alive()
 
 
-def test_shutdown_joins_every_thread_and_closes_the_port() -> None:
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_shutdown_joins_every_thread_closes_every_socket_and_the_port() -> None:
     before = dataserve_threads()
+    fds_before = open_fds()
     server = HTTPDataServer(Echo).start()
     clients = [HTTPDataClient(url=server.url) for _ in range(4)]
     for i, c in enumerate(clients):
@@ -122,6 +128,7 @@ def test_shutdown_joins_every_thread_and_closes_the_port() -> None:
     server.shutdown()  # idempotent
     for c in clients:
         c.close()
+    assert open_fds() == fds_before  # listener, wake-up pair, connections, client sockets
 
 
 def test_shutdown_lets_in_flight_requests_finish() -> None:

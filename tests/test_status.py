@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dataserve import HTTPDataClient, HTTPDataServer
+from dataserve import HTTPDataClient, HTTPDataServer, RemoteError
 
 from .conftest import is_closed_by_peer, put, raw_exchange, read_reply
 
@@ -364,3 +364,26 @@ def test_missing_content_type_is_read_as_bytes(echo_server: HTTPDataServer) -> N
     )
     assert reply.headers["content-type"] == "application/octet-stream"
     assert reply.body == b"abc"
+
+
+def test_token_is_never_logged_echoed_or_shown(
+    make_server: Callable[..., HTTPDataServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "tok-9f8e7d6c5b4a"
+    with caplog.at_level("DEBUG"):
+        server = make_server(auth_token=token, expose_tracebacks=True)
+        for auth in ("", f"Authorization: Bearer {token}x\r\n", f"Authorization: {token}\r\n"):
+            reply = raw_exchange(server.port, put("/echo", b"1", extra=auth))
+            assert reply.status == 401
+            assert token not in reply.raw.decode() + reply.body.decode()
+        with HTTPDataClient(url=server.url, auth_token=token) as c:
+            assert c.send("/echo", 1) == 1
+            with pytest.raises(RemoteError) as info:
+                c.send("/raise", 1)  # a traceback in the reply, and in the log
+            assert token not in str(info.value)
+            assert token not in repr(c)
+        assert token not in repr(server)
+    assert caplog.records  # the 500 was logged
+    assert all(
+        token not in r.getMessage() and token not in (r.exc_text or "") for r in caplog.records
+    )
