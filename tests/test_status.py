@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -387,3 +389,66 @@ def test_token_is_never_logged_echoed_or_shown(
     assert all(
         token not in r.getMessage() and token not in (r.exc_text or "") for r in caplog.records
     )
+
+
+def test_expect_100_continue_gets_an_interim_reply_before_the_body(
+    echo_server: HTTPDataServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = read_reply(sock, head_only=True)  # before any byte of the body was sent
+        assert interim.status == 100
+        sock.sendall(b"[9]")
+        reply = read_reply(sock)
+    assert (reply.status, reply.body) == (200, b"[9]")
+
+
+def test_oversized_body_with_expect_is_413_without_100_continue(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
+    server = make_server(max_body_size=10)
+    reply = raw_exchange(
+        server.port,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+    )
+    assert reply.status == 413
+
+
+def test_unknown_expectation_is_417(echo_server: HTTPDataServer) -> None:
+    reply = raw_exchange(echo_server.port, put("/echo", b"1", extra="Expect: something\r\n"))
+    assert_problem(reply, 417)
+    assert_still_serves(echo_server)
+
+
+def test_curl_large_upload_with_expect_is_served(echo_server: HTTPDataServer, tmp_path) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    payload = tmp_path / "in.bin"
+    payload.write_bytes(bytes(range(256)) * 8192)  # 2 MiB: curl sends Expect: 100-continue
+    out = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "-X",
+            "PUT",
+            "--data-binary",
+            f"@{payload}",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-o",
+            str(tmp_path / "out.bin"),
+            "-w",
+            "%{http_code} %{time_total}",
+            f"{echo_server.url}/echo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert out.stdout.split()[0] == "200"
+    assert (tmp_path / "out.bin").read_bytes() == payload.read_bytes()

@@ -55,6 +55,7 @@ STATUS_PHRASES: Final[dict[int, str]] = {
     413: "Content Too Large",
     414: "URI Too Long",
     415: "Unsupported Media Type",
+    417: "Expectation Failed",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
@@ -157,7 +158,15 @@ class RequestHead:
 class Request:
     """A request that passed every check on its head and whose body may now be read."""
 
-    __slots__ = ("accept", "codec", "content_length", "keep_alive", "params", "resource")
+    __slots__ = (
+        "accept",
+        "codec",
+        "content_length",
+        "expect_continue",
+        "keep_alive",
+        "params",
+        "resource",
+    )
 
     def __init__(
         self,
@@ -167,7 +176,9 @@ class Request:
         params: dict[str, str],
         accept: tuple[str, ...],
         keep_alive: bool,
+        expect_continue: bool = False,
     ) -> None:
+        self.expect_continue = expect_continue  # send "100 Continue" before reading the body
         self.resource = resource
         self.content_length = content_length
         self.codec = codec  # None for HEAD
@@ -476,6 +487,9 @@ class ServerCore:
                 f"no codec for Content-Type {media_type!r}; this server accepts {accepted}",
                 close=True,
             )
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() != "100-continue":
+            raise HTTPError(417, f"unsupported expectation {expect!r}", close=True)
         accept = headers.get("accept")
         return Request(
             resource,
@@ -484,6 +498,7 @@ class ServerCore:
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
             keep_alive,
+            expect is not None and head.version == (1, 1),
         )
 
     # -- body ------------------------------------------------------------------------------

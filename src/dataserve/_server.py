@@ -395,6 +395,8 @@ class HTTPDataServer:
                 if self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
+                if request.expect_continue and length:
+                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = rfile.read(length) if length else b""
                 if len(body) < length:
                     if conn.timed_out:
