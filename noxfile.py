@@ -1,4 +1,5 @@
-"""Development sessions: ``nox`` runs tests (every Python 3.11-3.13 present), typecheck, lint.
+"""Development sessions: ``nox`` runs tests (every Python 3.11-3.13 present), the tests on the
+lowest dependencies, typecheck and lint.
 
 Opt-in sessions: ``nox -s soak`` (bounded load test), ``nox -s bench`` (benchmarks).
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.sessions = ["tests", "lowest", "typecheck", "lint"]
 nox.options.default_venv_backend = "venv"
 
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -24,6 +25,14 @@ TEST_DEPS = [
 def tests(session: nox.Session) -> None:
     """Run the test suite against the installed package (soak tests excluded)."""
     session.install(".", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def lowest(session: nox.Session) -> None:
+    """Run the tests against the lowest runtime dependencies pyproject.toml allows."""
+    session.install("msgspec==0.18.6", "urllib3==2.0.2", *TEST_DEPS)
+    session.install("--no-deps", ".")
     session.run("pytest", *session.posargs)
 
 
