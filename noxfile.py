@@ -18,6 +18,7 @@ TEST_DEPS = [
     "pytest-socket>=0.7",
     "requests>=2.31",
     "trustme>=1.1",
+    "gunicorn>=21.2",
 ]
 
 

@@ -245,3 +245,10 @@ def test_server_error_subclass_pickles_its_status() -> None:
         "the handler returned None",
         "http://h:1/y",
     )
+
+
+def test_wsgi_make_app_is_public_with_docstring() -> None:
+    import dataserve.wsgi
+
+    assert dataserve.wsgi.__all__ == ["make_app"]
+    assert (dataserve.wsgi.make_app.__doc__ or "").strip()

@@ -104,3 +104,13 @@ def run() -> None:
     run_http_server(0, Points, "0.0.0.0", auth_token="s3cret", max_body_size=1 << 20)
     runner: Callable[[int, type[HTTPDataHandler] | HTTPDataHandler], None] = run_http_server
     print(runner)
+
+
+def wsgi_app_for_gunicorn() -> None:
+    from wsgiref.types import WSGIApplication
+
+    from dataserve.wsgi import make_app
+
+    app = make_app(Points, auth_token="s3cret", max_body_size=1 << 20)
+    assert_type(app, WSGIApplication)
+    make_app(Points())

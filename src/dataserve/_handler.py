@@ -7,7 +7,13 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar
 
-__all__ = ["HTTPDataHandler", "ResolvedRoute", "resolve_routes", "route"]
+__all__ = [
+    "HTTPDataHandler",
+    "ResolvedRoute",
+    "instantiate_handler",
+    "resolve_routes",
+    "route",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,3 +141,16 @@ def resolve_routes(handler: HTTPDataHandler) -> dict[str, ResolvedRoute]:
             return_type = None
         resolved[resource] = ResolvedRoute(method, payload_type, return_type)
     return resolved
+
+
+def instantiate_handler(handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHandler:
+    """The handler instance: a subclass is instantiated once, with no arguments."""
+    if isinstance(handler, type):
+        if not issubclass(handler, HTTPDataHandler):
+            raise TypeError(f"{handler.__qualname__} is not a subclass of HTTPDataHandler")
+        return handler()
+    if not isinstance(handler, HTTPDataHandler):
+        raise TypeError(
+            f"expected an HTTPDataHandler subclass or instance, got {type(handler).__qualname__}"
+        )
+    return handler

@@ -23,6 +23,7 @@ from .codecs._base import Codec
 from .codecs._registry import CodecRegistry
 
 __all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_REQUEST_LINE",
@@ -65,9 +66,12 @@ STATUS_PHRASES: Final[dict[int, str]] = {
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 OCTET_STREAM: Final = "application/octet-stream"
 _NO_PARAMS: Final[dict[str, str]] = {}
+_HEAD_HEADERS: Final = (("Content-Type", "text/plain"),)
 LEGACY_ACCEPT: Final = ("application/json", "text/plain", "application/octet-stream")
 """What a peer that sends no ``Accept`` (dataserve 0.1) is taken to accept: the 0.1 types."""
 
+DEFAULT_MAX_BODY_SIZE: Final = 1 << 30
+"""1 GiB: the largest request body a server accepts unless told otherwise."""
 MAX_REQUEST_LINE: Final = 8192
 """Longest request line accepted (414 beyond)."""
 MAX_HEADERS: Final = 100
@@ -517,7 +521,7 @@ class ServerCore:
         resource = request.resource
         codec = request.codec
         if codec is None:  # HEAD
-            return Reply(200, (), b"", close=not request.keep_alive)
+            return Reply(200, _HEAD_HEADERS, b"", close=not request.keep_alive)
         route = self._routes.get(resource)
         if route is None:
             payload = self._decode(codec, body, request.params, None)

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack, cast
 
-from ._handler import HTTPDataHandler
+from ._handler import HTTPDataHandler, instantiate_handler
 from ._io import send_message
 from ._protocol import (
+    DEFAULT_MAX_BODY_SIZE,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -42,7 +43,6 @@ __all__ = ["HTTPDataServer", "run_http_server"]
 
 _log: Final = logging.getLogger("dataserve")
 
-GiB: Final = 1 << 30
 LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
 _READ_BUFFER: Final = 65536
@@ -97,18 +97,6 @@ def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None
     body = reply.body
     length = body.nbytes if isinstance(body, memoryview) else len(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
-
-
-def _instantiate(handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHandler:
-    if isinstance(handler, type):
-        if not issubclass(handler, HTTPDataHandler):
-            raise TypeError(f"{handler.__qualname__} is not a subclass of HTTPDataHandler")
-        return handler()
-    if not isinstance(handler, HTTPDataHandler):
-        raise TypeError(
-            f"expected an HTTPDataHandler subclass or instance, got {type(handler).__qualname__}"
-        )
-    return handler
 
 
 class ServerOptions(TypedDict, total=False):
@@ -180,7 +168,7 @@ class HTTPDataServer:
         registry: CodecRegistry | None = None,
         auth_token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        max_body_size: int = GiB,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         request_timeout: float = 30.0,
         max_connections: int = 256,
         shutdown_timeout: float = 5.0,
@@ -192,7 +180,7 @@ class HTTPDataServer:
                 "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
                 "max_connections >= 1"
             )
-        self.handler = _instantiate(handler)
+        self.handler = instantiate_handler(handler)
         self._core = ServerCore(
             self.handler,
             registry if registry is not None else default_registry(),

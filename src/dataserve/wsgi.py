@@ -1,0 +1,115 @@
+"""`make_app`: the same handler and protocol as `HTTPDataServer`, as a WSGI application.
+
+Run it under gunicorn (many processes behind one port) when one process is not enough::
+
+    # app.py
+    from dataserve.wsgi import make_app
+    from myserver import MyDataHandler
+
+    app = make_app(MyDataHandler, auth_token=os.environ["DATASERVE_TOKEN"])
+
+    $ gunicorn --workers 4 --bind 127.0.0.1:5001 app:app
+
+Status codes, problem+json bodies, codecs and typed routes are those of the socket server:
+both backends hand requests to one protocol core. Connection handling (keep-alive, timeouts,
+the number of workers and connections) is the WSGI server's: configure it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+from ._handler import HTTPDataHandler, instantiate_handler
+from ._protocol import (
+    DEFAULT_MAX_BODY_SIZE,
+    STATUS_PHRASES,
+    HTTPError,
+    RequestHead,
+    ServerCore,
+    error_reply,
+)
+from .codecs._registry import CodecRegistry, default_registry
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["make_app"]
+
+_VERSIONS: Final = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
+_PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
+
+
+def make_app(
+    handler: type[HTTPDataHandler] | HTTPDataHandler,
+    *,
+    registry: CodecRegistry | None = None,
+    auth_token: str | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    expose_tracebacks: bool = False,
+) -> WSGIApplication:
+    """A WSGI application serving a handler with dataserve's protocol.
+
+    The handler is instantiated (its data loaded) when the application is made, once per
+    process: under gunicorn, once per worker (or once in the master with ``--preload``).
+
+    Args:
+        handler: An `HTTPDataHandler` subclass (instantiated once, with no arguments) or an
+            instance.
+        registry: Codecs to decode (an allow-list) and encode with; the process-wide default
+            when ``None``.
+        auth_token: Require ``Authorization: Bearer <token>`` on every call (constant-time
+            comparison; ``HEAD`` needs none).
+        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        expose_tracebacks: Put handler tracebacks in 500 replies (debugging only).
+    Returns:
+        The WSGI application, safe to call from several threads at once.
+    """
+    core = ServerCore(
+        instantiate_handler(handler),
+        registry if registry is not None else default_registry(),
+        auth_token=auth_token,
+        max_body_size=max_body_size,
+        expose_tracebacks=expose_tracebacks,
+    )
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        is_head = environ.get("REQUEST_METHOD") == "HEAD"
+        try:
+            request = core.check_head(_head_of(environ))
+            length = request.content_length
+            body = environ["wsgi.input"].read(length) if length else b""
+            if len(body) < length:
+                raise HTTPError(400, "the body is shorter than its Content-Length", close=True)
+            reply = core.handle(request, body)
+        except HTTPError as error:
+            reply = error_reply(error)
+        data = reply.body
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        headers = [*reply.headers, ("Content-Length", str(size))]
+        start_response(f"{reply.status} {STATUS_PHRASES.get(reply.status, '')}", headers)
+        if is_head or not size:
+            return []
+        return [data if isinstance(data, bytes) else bytes(data)]
+
+    app.__doc__ = f"dataserve WSGI application for {type(core.handler).__qualname__}"
+    return app
+
+
+def _head_of(environ: WSGIEnvironment) -> RequestHead:
+    """The request head the core expects, rebuilt from a WSGI environ."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        value = environ.get(key)
+        if value:
+            headers[name] = value
+    version = _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), (1, 1))
+    # PATH_INFO is the percent-decoded path as latin-1 text (PEP 3333): encode it back so that
+    # the core decodes the resource exactly as the socket server does (UTF-8, NUL refused).
+    path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe=_PATH_SAFE) or "/"
+    method: Any = environ.get("REQUEST_METHOD", "GET")
+    return RequestHead(str(method), path, version, headers)

@@ -1,0 +1,190 @@
+"""dataserve.wsgi.make_app: the same protocol under a WSGI server (wsgiref, gunicorn)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.validate import validator
+
+import pytest
+
+from dataserve import (
+    BadRequest,
+    HTTPDataClient,
+    PayloadTooLarge,
+    RemoteError,
+    ResourceNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from dataserve.wsgi import make_app
+
+from .conftest import Echo, free_port, put, raw_exchange
+from .test_typed import Point, Typed
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def serve_wsgi() -> Iterator[Callable[..., str]]:
+    """Serve make_app(...) with wsgiref on a real socket, the app wrapped in PEP 3333 checks."""
+    servers: list[tuple[WSGIServer, threading.Thread]] = []
+
+    def serve(handler: Any = Echo, **options: Any) -> str:
+        server = make_server(
+            "127.0.0.1", 0, validator(make_app(handler, **options)), handler_class=Quiet
+        )
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server, thread in servers:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+def test_wsgi_round_trips_every_builtin_codec(serve_wsgi: Callable[..., str]) -> None:
+    with HTTPDataClient(url=serve_wsgi()) as client:
+        assert client.send("/echo", [1, {"a": None}]) == [1, {"a": None}]
+        assert client.send("/echo", "héllo") == "héllo"
+        assert client.send("/echo", b"\x00" * 300_000) == b"\x00" * 300_000
+        assert client.send("/resource/ü b", 1) == ["/resource/ü b", 1]
+        client.wait_ready(5)
+
+
+def test_wsgi_has_the_same_error_statuses(serve_wsgi: Callable[..., str]) -> None:
+    url = serve_wsgi(max_body_size=1000)
+    with HTTPDataClient(url=url) as client:
+        with pytest.raises(ResourceNotFound):
+            client.send("/none", 1)
+        with pytest.raises(RemoteError) as info:
+            client.send("/raise", 1)
+        assert info.value.exception_type == "ValueError"
+        assert "Traceback" not in info.value.detail
+        with pytest.raises(PayloadTooLarge):
+            client.send("/echo", b"x" * 1001)
+    port = int(url.rsplit(":", 1)[1])
+    assert raw_exchange(port, put("/echo", b"{", "application/json")).status == 400
+    assert raw_exchange(port, put("/echo", b"x", "application/x-pickle")).status == 415
+    get = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert (get.status, get.headers["allow"]) == (405, "PUT, HEAD")
+    head = raw_exchange(
+        port, b"HEAD /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", head_only=True
+    )
+    assert head.status == 200
+
+
+def test_wsgi_typed_routes_validate(serve_wsgi: Callable[..., str]) -> None:
+    with HTTPDataClient(url=serve_wsgi(Typed)) as client:
+        assert client.send("/point", {"x": 1, "y": 2}, type=Point) == Point(2, 4)
+        with pytest.raises(BadRequest, match=r"\$\[1\]"):
+            client.send("/add", [1, "x"])
+
+
+def test_wsgi_auth_token(serve_wsgi: Callable[..., str]) -> None:
+    url = serve_wsgi(auth_token="wsgi-secret")
+    with HTTPDataClient(url=url) as anonymous, pytest.raises(Unauthorized) as info:
+        anonymous.send("/echo", 1)
+    assert "wsgi-secret" not in str(info.value)
+    with HTTPDataClient(url=url, auth_token="wrong") as wrong, pytest.raises(Unauthorized):
+        wrong.send("/echo", 1)
+    with HTTPDataClient(url=url, auth_token="wsgi-secret") as client:
+        assert client.send("/echo", [7]) == [7]
+    reply = raw_exchange(int(url.rsplit(":", 1)[1]), put("/echo", b"1"))
+    assert reply.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_wsgi_registry_is_an_allow_list(serve_wsgi: Callable[..., str]) -> None:
+    from dataserve.codecs import CodecRegistry, MsgpackCodec
+
+    registry = CodecRegistry()
+    registry.register(MsgpackCodec())
+    with HTTPDataClient(url=serve_wsgi(), registry=registry) as client:
+        with pytest.raises(UnsupportedMediaType, match="application/msgpack"):
+            client.send("/echo", [1])
+    with HTTPDataClient(url=serve_wsgi(registry=registry), registry=registry) as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+GUNICORN_APP = textwrap.dedent("""
+    import os
+    from dataserve import HTTPDataHandler
+    from dataserve.wsgi import make_app
+
+    class Data(HTTPDataHandler):
+        def __init__(self):
+            self.xdata = [1, 2, 3]
+
+        def handle_request(self, resource, payload):
+            if resource == "/xdata":
+                return self.xdata + payload
+            if resource == "/pid":
+                return os.getpid()
+            return None
+
+    app = make_app(Data, auth_token=os.environ["DATASERVE_TOKEN"])
+""")
+
+
+def test_same_handler_runs_under_gunicorn_workers(tmp_path: Path) -> None:
+    if shutil.which("gunicorn") is None and not _has_module("gunicorn"):
+        pytest.skip("gunicorn is not installed")
+    (tmp_path / "app.py").write_text(GUNICORN_APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "5",
+            "app:app",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"DATASERVE_TOKEN": "g-token", "PATH": "", "PYTHONPATH": str(tmp_path)},
+    )
+    try:
+        with HTTPDataClient(port=port, auth_token="g-token") as client:
+            client.wait_ready(30)
+            assert client.send("/xdata", [4, 5, 6]) == [1, 2, 3, 4, 5, 6]
+            pids = {client.send("/pid") for _ in range(40)}
+            assert pids  # every call answered by one of the workers
+            with pytest.raises(ResourceNotFound):
+                client.send("/nope", 1)
+        with HTTPDataClient(port=port) as anonymous, pytest.raises(Unauthorized):
+            anonymous.send("/xdata", [1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
