@@ -99,3 +99,55 @@ def test_run_http_server_stops_on_ctrl_c_while_serving_a_client(tmp_path: Path) 
         server.kill()
     assert code == 0
     assert "Traceback" not in err
+
+
+SLOW_SERVER = textwrap.dedent("""
+    import sys, time
+    from dataserve import HTTPDataHandler, run_http_server
+
+    class Slow(HTTPDataHandler):
+        def handle_request(self, resource, payload):
+            if resource == '/slow':
+                print('handling', flush=True)
+                time.sleep(1.0)
+                return payload
+            return None
+
+    run_http_server(PORT, Slow, shutdown_timeout=10)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_signal_during_a_call_lets_it_finish_then_exits_0(tmp_path: Path, sig: int) -> None:
+    import threading
+
+    from dataserve import HTTPDataClient
+
+    port = free_port()
+    (tmp_path / "slow.py").write_text(SLOW_SERVER.replace("PORT", str(port)))
+    proc = subprocess.Popen(
+        [sys.executable, "slow.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    results: list[object] = []
+    try:
+        assert proc.stdout is not None
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        with HTTPDataClient(port=port, timeout=10) as client:
+            caller = threading.Thread(target=lambda: results.append(client.send("/slow", [7])))
+            caller.start()
+            assert proc.stdout.readline().strip() == "handling"  # the call is in the handler
+            proc.send_signal(sig)
+            caller.join(15)
+            assert not caller.is_alive()
+            out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert results == [[7]]  # the in-flight call got its reply
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+    assert "stopped" in out
