@@ -123,7 +123,11 @@ def test_soak_many_threads_restarts_and_resets_lose_or_mix_nothing() -> None:
         server.shutdown()
         shared.close()
     assert not any(w.is_alive() for w in workers)
-    print(f"\nsoak: {counts}, restarts={restarts}, rss {rss_start:.0f} -> {rss_mb():.0f} MB")
+    print(
+        f"\nsoak: {counts}, wrong={len(wrong)}, restarts={restarts}, "
+        f"dataserve threads {threads_before} -> {dataserve_threads()}, "
+        f"rss {rss_start:.0f} -> {rss_mb():.0f} MB"
+    )
     assert wrong == []
     assert counts["ok"] > 1000
     assert restarts == 2
