@@ -19,6 +19,7 @@ TEST_DEPS = [
     "requests>=2.31",
     "trustme>=1.1",
     "gunicorn>=21.2",
+    "numpy>=1.24",
 ]
 
 

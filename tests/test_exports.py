@@ -252,3 +252,10 @@ def test_wsgi_make_app_is_public_with_docstring() -> None:
 
     assert dataserve.wsgi.__all__ == ["make_app"]
     assert (dataserve.wsgi.make_app.__doc__ or "").strip()
+
+
+def test_numpy_codec_module_exports_only_the_codec() -> None:
+    import dataserve.codecs.numpy
+
+    assert dataserve.codecs.numpy.__all__ == ["NumpyCodec"]
+    assert (dataserve.codecs.numpy.NumpyCodec.__doc__ or "").strip()

@@ -204,7 +204,8 @@ class HTTPDataClient:
         if path is None:
             path = self._path(resource)
         codec, body = self.registry.encode(payload, resource)
-        status, headers, data = self._exchange(path, codec.media_type, body)
+        sent_type = self.registry.content_type(codec, payload)
+        status, headers, data = self._exchange(path, sent_type, body)
         content_type = headers.get("content-type")
         if status != 200:
             raise_for_reply(status, content_type, data, "PUT", self.url + path)

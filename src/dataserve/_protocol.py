@@ -558,11 +558,12 @@ class ServerCore:
                 f"{resource!r}, which no codec on the server encodes",
                 extra={"exception": "EncodeError"},
             ) from exc
-        headers = self._ok_headers.get(out_codec.media_type)
+        content_type = self.registry.content_type(out_codec, result)
+        headers = self._ok_headers.get(content_type)
         if headers is None:
-            headers = self._ok_headers[out_codec.media_type] = (
-                ("Content-Type", out_codec.media_type),
-            )
+            headers = (("Content-Type", content_type),)
+            if len(self._ok_headers) < _CACHE_LIMIT:
+                self._ok_headers[content_type] = headers
         return Reply(200, headers, data, close=not request.keep_alive)
 
     def _decode(self, codec: Codec[Any], body: Any, params: dict[str, str], target: object) -> Any:

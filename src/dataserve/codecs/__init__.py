@@ -2,8 +2,9 @@
 
 The built-ins put exactly these media types on the wire: ``str`` as ``text/plain`` (UTF-8),
 JSON-able values as ``application/json`` (msgspec), and bytes as ``application/octet-stream``.
-`MsgpackCodec` is shipped and opt-in; ``dataserve.codecs.numpy`` holds the NumPy codec and is
-the only module that imports numpy. There is no pickle codec, by design.
+`MsgpackCodec` is shipped and opt-in; ``dataserve.codecs.numpy`` holds the opt-in NumPy codec
+(``NumpyCodec``, the ``numpy`` extra) and is the only module that imports numpy: importing
+``dataserve`` or ``dataserve.codecs`` never does. There is no pickle codec, by design.
 """
 
 from ._base import BytesCodec, Codec, JsonCodec, TextCodec

@@ -32,6 +32,11 @@ class Codec(Protocol[T]):
     ``media_type`` and ``types`` may be plain attributes or ``Final`` class attributes.
     A codec is shared by every thread of a client or server: ``encode`` and ``decode`` must be
     safe to call concurrently.
+
+    A codec whose ``Content-Type`` depends on the value may also define
+    ``content_type(value) -> str``, the whole header with parameters (the NumPy codec sends
+    ``application/x-numpy; dtype="<f8"; shape="3,4"``); the parameters reach ``decode`` as
+    ``params``. Without it, the bare ``media_type`` is sent.
     """
 
     @property

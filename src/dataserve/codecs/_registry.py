@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import msgspec
@@ -176,6 +176,15 @@ class CodecRegistry:
             self._negotiated[key] = codec
         return codec, self._encode_with(codec, value, resource)
 
+    def content_type(self, codec: Codec[Any], value: object) -> str:
+        """The ``Content-Type`` to send with a value that ``codec`` encoded.
+
+        The codec's ``media_type``, unless the codec defines ``content_type(value)`` to add
+        parameters that depend on the value (as `NumpyCodec` does with dtype and shape).
+        """
+        with_params = self._with_params.get(id(codec))
+        return codec.media_type if with_params is None else with_params(value)
+
     def decode(
         self, codec: Codec[Any], data: Any, params: dict[str, str], target: object = None
     ) -> Any:
@@ -213,6 +222,11 @@ class CodecRegistry:
     def _rebuild(self) -> None:
         plugins = self._plugins or []
         self._order = (*self._user, *plugins, *_BUILTINS)
+        self._with_params: dict[int, Callable[[Any], str]] = {
+            id(codec): codec.content_type  # type: ignore[attr-defined]
+            for codec in self._order
+            if callable(getattr(codec, "content_type", None))
+        }
         self._by_type = {}
         self._negotiated = {}
         self._by_media_type = self._media_type_map()
