@@ -9,6 +9,7 @@ that the core could make.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import selectors
@@ -114,14 +115,114 @@ class ServerOptions(TypedDict, total=False):
 
 
 class _Connection:
-    __slots__ = ("busy", "deadline", "sock", "thread", "timed_out")
+    __slots__ = ("busy", "deadline", "is_head", "linger", "sock", "thread", "timed_out")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.busy = False  # between the first byte of a request and the end of its reply
         self.deadline: float | None = None  # while a request is arriving
         self.timed_out = False  # set by the reaper, which then cuts the read side
+        self.linger = False  # answered before its body was read: drain before closing
+        self.is_head = False  # the request being served is a HEAD: replies carry no body
         self.thread: threading.Thread | None = None
+
+
+LINGER_SECONDS: Final = 2.0
+"""How long a connection answered before its body was read is drained before it is closed."""
+LINGER_MAX_SOCKETS: Final = 256
+
+
+class _Lingerer:
+    """Drains, then closes, connections answered with an error before their body was read.
+
+    Closing a socket with unread input makes TCP send a reset, which can destroy the reply
+    before the peer reads it (a client still sending a large body would see a broken
+    connection instead of its 413). So the socket's write side is shut (the peer sees the
+    reply and then EOF) and its input is read and discarded until the peer closes, for at
+    most `LINGER_SECONDS`, by one thread for all such sockets (as Apache's lingering close).
+    """
+
+    def __init__(self, port: int) -> None:
+        self._name = f"dataserve-linger-{port}"
+        self._lock = threading.Lock()
+        self._incoming: list[socket.socket] = []
+        self._count = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+        self._thread.start()
+
+    def add(self, sock: socket.socket) -> None:
+        """Take over a socket: drain it for a while, then close it."""
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_WR)  # the base method: keeps TLS state
+        with self._lock:
+            take = not self._stopping and self._count < LINGER_MAX_SOCKETS
+            if take:
+                self._incoming.append(sock)
+                self._count += 1
+        if not take:
+            _close(sock)
+            return
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def stop(self) -> None:
+        """Close every socket still lingering and join the thread."""
+        with self._lock:
+            self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        for sock in self._incoming:
+            _close(sock)
+        _close(self._wake_r)
+        _close(self._wake_w)
+
+    def _run(self) -> None:
+        scratch = bytearray(65536)
+        deadlines: dict[socket.socket, float] = {}
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                with self._lock:
+                    if self._stopping:
+                        break
+                    incoming, self._incoming = self._incoming, []
+                for sock in incoming:
+                    sock.setblocking(False)
+                    deadlines[sock] = time.monotonic() + LINGER_SECONDS
+                    selector.register(sock, selectors.EVENT_READ)
+                wait = min(deadlines.values(), default=None)
+                timeout = None if wait is None else max(0.0, wait - time.monotonic())
+                done: set[socket.socket] = set()
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                        continue
+                    sock = cast(socket.socket, key.fileobj)
+                    try:
+                        if not sock.recv_into(scratch):
+                            done.add(sock)  # the peer closed: its input is all read
+                    except (BlockingIOError, ssl.SSLWantReadError):
+                        pass
+                    except OSError:
+                        done.add(sock)
+                now = time.monotonic()
+                done.update(sock for sock, deadline in deadlines.items() if deadline <= now)
+                for sock in done:
+                    selector.unregister(sock)
+                    del deadlines[sock]
+                    _close(sock)
+                with self._lock:
+                    self._count -= len(done)
+            for sock in deadlines:
+                _close(sock)
 
 
 class HTTPDataServer:
@@ -205,6 +306,8 @@ class HTTPDataServer:
         self._serving = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None  # the one in serve_forever
+        self._lingerer = _Lingerer(self.port)
 
     @property
     def url(self) -> str:
@@ -222,14 +325,19 @@ class HTTPDataServer:
 
     def serve_forever(self) -> None:
         """Accept and serve connections until `shutdown` is called (from another thread)."""
-        if self._closing.is_set():
-            raise RuntimeError("this server was shut down; create a new one")
-        self._serving.set()
+        with self._lock:
+            if self._closing.is_set():
+                raise RuntimeError("this server was shut down; create a new one")
+            if self._loop_thread is not None:
+                raise RuntimeError("this server is already serving")
+            self._loop_thread = threading.current_thread()
         reaper = threading.Thread(
             target=self._reap, daemon=True, name=f"dataserve-reaper-{self.port}"
         )
-        reaper.start()
         try:
+            reaper.start()
+            self._lingerer.start()
+            self._serving.set()
             with selectors.DefaultSelector() as selector:
                 selector.register(self._listener, selectors.EVENT_READ)
                 selector.register(self._wake_r, selectors.EVENT_READ)
@@ -239,7 +347,10 @@ class HTTPDataServer:
                             self._accept()
         finally:
             self._closing.set()
-            reaper.join()
+            self._serving.set()  # a start() waiting for the loop must not wait forever
+            if reaper.ident is not None:
+                reaper.join()
+            self._close_listener()
             self._stopped.set()
 
     def _reap(self) -> None:
@@ -257,6 +368,8 @@ class HTTPDataServer:
 
     def start(self) -> Self:
         """Serve in a background thread; returns once the server accepts connections."""
+        if self._closing.is_set():
+            raise RuntimeError("this server was shut down; create a new one")
         if self._thread is not None:
             raise RuntimeError("this server was already started")
         self._thread = threading.Thread(
@@ -264,46 +377,55 @@ class HTTPDataServer:
         )
         self._thread.start()
         self._serving.wait()
+        if self._closing.is_set() and not self._stopped.is_set():
+            self._stopped.wait()
+        if self._stopped.is_set() and self._loop_thread is not self._thread:
+            raise RuntimeError("this server was shut down or is served elsewhere")
         return self
 
     def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, close every socket and thread.
 
         Idle keep-alive connections are closed at once. Requests in progress get up to
-        ``shutdown_timeout`` seconds; then their connections are cut. New requests on open
-        connections are answered 503. Safe to call more than once, from any thread.
+        ``shutdown_timeout`` seconds in all; then their connections are cut. New requests on
+        open connections are answered 503. Returns within about ``shutdown_timeout`` plus one
+        second even if a client or a handler stalls. Safe to call more than once, from any
+        thread: from a handler (its own request is then left to finish on its own) or from a
+        signal handler in the thread running `serve_forever`.
         """
         with self._lock:
             already = self._closing.is_set()
             self._closing.set()
+            # From now on no connection turns busy (see _serve_one): the idle ones are cut.
+            connections = list(self._connections)
+            idle = [conn for conn in connections if not conn.busy]
         if not already:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"x")
-        if self._serving.is_set() and (
-            self._thread is None or self._thread is not threading.current_thread()
-        ):
-            self._stopped.wait()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-        self._listener.close()
+        current = threading.current_thread()
+        if self._loop_thread is None:
+            self._close_listener()  # never served
+        elif self._loop_thread is not current:
+            self._stopped.wait()  # serve_forever closes the listener on its way out
+            if self._thread is not None:
+                self._thread.join()
+        for conn in idle:
+            # The read side only: a thread that has just seen a request begin can still
+            # answer it 503; one waiting for a request wakes and closes.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(conn.sock, socket.SHUT_RD)
         deadline = time.monotonic() + self.shutdown_timeout
+        _join_all(connections, deadline, current)
         with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            if not conn.busy:
-                _cut(conn.sock)
-        for conn in connections:
-            if conn.thread is not None:
-                conn.thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            stragglers = list(self._connections)
+            stragglers = [conn for conn in self._connections if conn.thread is not current]
         for conn in stragglers:
             _cut(conn.sock)
-        for conn in stragglers:
-            if conn.thread is not None:
-                conn.thread.join(1.0)
-        self._wake_r.close()
-        self._wake_w.close()
+        _join_all(stragglers, time.monotonic() + 1.0, current)
+        self._lingerer.stop()
+
+    def _close_listener(self) -> None:
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            _close(sock)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -321,30 +443,42 @@ class HTTPDataServer:
     def _accept(self) -> None:
         try:
             sock, _ = self._listener.accept()
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                _log.error("dataserve: cannot accept a connection: %s", exc)
+                time.sleep(0.1)  # out of descriptors: do not spin while the backlog waits
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             full = len(self._connections) >= self.max_connections
             if not full:
                 conn = _Connection(sock)
                 self._connections.add(conn)
         if full:
-            _refuse(
-                sock,
-                HTTPError(
-                    503,
-                    f"the server is at its limit of "
-                    f"{self.max_connections} connections; try again later",
-                    close=True,
-                ),
-            )
+            self._refuse(sock, _AT_LIMIT_FMT.format(self.max_connections))
             return
         thread = threading.Thread(
             target=self._serve_connection, args=(conn,), daemon=True, name="dataserve-conn"
         )
         conn.thread = thread
-        thread.start()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            thread.start()
+        except (OSError, RuntimeError) as exc:  # a reset peer, or no thread to be had
+            with self._lock:
+                self._connections.discard(conn)
+            conn.thread = None
+            _log.error("dataserve: cannot serve a new connection: %s", exc)
+            self._refuse(sock, "the server cannot serve another connection now; try again later")
+
+    def _refuse(self, sock: socket.socket, detail: str) -> None:
+        """Answer 503 to a connection we will not serve, without blocking the accept loop."""
+        try:
+            sock.settimeout(0.5)
+            _send(sock, error_reply(HTTPError(503, detail, close=True)))
+        except OSError:
+            _close(sock)
+            return
+        self._lingerer.add(sock)
 
     def _serve_connection(self, conn: _Connection) -> None:
         sock = conn.sock
@@ -362,7 +496,10 @@ class HTTPDataServer:
         finally:
             with self._lock:
                 self._connections.discard(conn)
-            _close(sock)
+            if conn.linger:
+                self._lingerer.add(sock)
+            else:
+                _close(sock)
 
     def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
         """Serve one request; return whether the connection stays open."""
@@ -374,13 +511,17 @@ class HTTPDataServer:
             return False  # idle keep-alive connection: close quietly
         # From the first byte on, the whole request must arrive by the deadline, however
         # slowly it trickles: the reaper thread cuts the read side once it has passed.
+        with self._lock:  # shutdown() cuts the connections that are not busy, under this lock
+            closing = self._closing.is_set()
+            conn.busy = True
         conn.deadline = time.monotonic() + self.request_timeout
-        conn.busy = True
+        conn.is_head = rfile.peek(5).startswith(b"HEAD ")
         try:
             sock.settimeout(self.request_timeout)
             try:
-                request = self._read_head(conn, rfile)
-                if self._closing.is_set():
+                if not closing:
+                    request = self._read_head(conn, rfile)
+                if closing or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
                 if request.expect_continue and length:
@@ -392,14 +533,17 @@ class HTTPDataServer:
                     return False  # the peer closed mid-body: nobody to answer
                 conn.deadline = None
             except HTTPError as error:
-                _send(sock, error_reply(error))
+                _send(sock, error_reply(error), head_only=conn.is_head)
+                # The body (if any) was not read: drain it before closing, or the peer's TCP
+                # gets a reset that can destroy this reply before the peer reads it.
+                conn.linger = error.close
                 return not error.close
             except TimeoutError:
-                _send(sock, error_reply(_TIMEOUT_ERROR))
+                _send(sock, error_reply(_TIMEOUT_ERROR), head_only=conn.is_head)
                 return False
             reply = self._core.handle(request, body)
-            if self._closing.is_set():
-                reply.close = True
+            if self._closing.is_set() or conn.timed_out:
+                reply.close = True  # timed_out: the reaper cut the read side just too late
             _send(sock, reply, head_only=request.codec is None)
             return not reply.close
         finally:
@@ -453,15 +597,15 @@ _TIMEOUT_ERROR: Final = HTTPError(
 )
 
 
-def _refuse(sock: socket.socket, error: HTTPError) -> None:
-    """Answer a connection we will not serve, without blocking the accept loop."""
-    try:
-        sock.settimeout(0.5)
-        _send(sock, error_reply(error))
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    _close(sock)
+_AT_LIMIT_FMT: Final = "the server is at its limit of {} connections; try again later"
+
+
+def _join_all(connections: list[_Connection], deadline: float, current: threading.Thread) -> None:
+    """Join the threads of these connections by one deadline (not the caller's own)."""
+    for conn in connections:
+        thread = conn.thread
+        if thread is not None and thread is not current and thread.ident is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _cut(sock: socket.socket) -> None:
