@@ -185,6 +185,8 @@ class RemoteError(ServerError):
     Attributes:
         exception_type: The class name of the exception raised on the server (``""`` when the
             failure was not an exception in the handler).
+        traceback: The server's traceback of that exception when the server was started with
+            ``expose_tracebacks=True``; ``""`` otherwise.
     """
 
     status_code = 500
@@ -196,10 +198,12 @@ class RemoteError(ServerError):
         detail: str = "",
         url: str = "",
         exception_type: str = "",
+        traceback: str = "",
     ) -> None:
         ServerError.__init__(self, message, status, detail, url)
-        self.args = (message, status, detail, url, exception_type)
+        self.args = (message, status, detail, url, exception_type, traceback)
         self.exception_type = exception_type
+        self.traceback = traceback
 
 
 class ServiceUnavailable(ServerError):

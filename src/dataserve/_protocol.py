@@ -24,6 +24,7 @@ from .codecs._registry import CodecRegistry
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
+    "MAX_ACCEPT_ITEMS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_REQUEST_LINE",
@@ -34,6 +35,7 @@ __all__ = [
     "Request",
     "RequestHead",
     "ServerCore",
+    "check_token",
     "codec_for_content_type",
     "parse_accept",
     "parse_media_type",
@@ -80,6 +82,9 @@ MAX_HEADER_BYTES: Final = 65536
 """Largest header section accepted, in bytes (431 beyond)."""
 
 _CACHE_LIMIT: Final = 1024
+_CACHEABLE_HEADER: Final = 256  # longer header values are parsed every time, never kept
+MAX_ACCEPT_ITEMS: Final = 32
+"""Media types of an ``Accept`` header considered, most preferred first; the rest are ignored."""
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE_BYTE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
@@ -191,6 +196,23 @@ class Request:
         self.keep_alive = keep_alive
 
 
+_TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
+
+
+def check_token(token: str | None) -> str | None:
+    """Validate a bearer token: visible ASCII without spaces (what a header can carry).
+
+    Raises:
+        ValueError: The token is empty or holds other characters (the token is not shown).
+    """
+    if token is not None and not _TOKEN_TEXT.fullmatch(token):
+        raise ValueError(
+            "auth_token must be non-empty visible ASCII without spaces "
+            "(e.g. secrets.token_urlsafe()); the token given is not"
+        )
+    return token
+
+
 def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
     """Parse a request line and header lines (each without its CRLF) strictly, per RFC 9112.
 
@@ -291,9 +313,10 @@ def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
                 value = value[1:-1]
             params[name] = value
     result = (media_type.strip().lower(), params)
-    if len(_media_type_cache) >= _CACHE_LIMIT:
-        _media_type_cache.clear()
-    _media_type_cache[header] = result
+    if len(header) <= _CACHEABLE_HEADER:
+        if len(_media_type_cache) >= _CACHE_LIMIT:
+            _media_type_cache.clear()
+        _media_type_cache[header] = result
     return result
 
 
@@ -302,12 +325,12 @@ def codec_for_content_type(
 ) -> tuple[Codec[Any] | None, str, dict[str, str]]:
     """The codec that decodes a body with this ``Content-Type`` (``None`` if none does).
 
-    A missing header means ``application/octet-stream`` (RFC 9110 section 8.3).
+    A missing or empty header means ``application/octet-stream`` (RFC 9110 section 8.3).
 
     Returns:
         The codec, the bare media type and its parameters.
     """
-    if content_type is None:
+    if not content_type:  # absent (or empty, as WSGI servers report an absent one)
         return registry.codec_for_media_type(OCTET_STREAM), OCTET_STREAM, _NO_PARAMS
     media_type, params = parse_media_type(content_type)
     return registry.codec_for_media_type(media_type), media_type, params
@@ -335,10 +358,11 @@ def parse_accept(header: str) -> tuple[str, ...]:
             q = 0.0
         if q > 0:
             ranked.append((-q, index, media_type))
-    result = tuple(media_type for _, _, media_type in sorted(ranked))
-    if len(_accept_cache) >= _CACHE_LIMIT:
-        _accept_cache.clear()
-    _accept_cache[header] = result
+    result = tuple(media_type for _, _, media_type in sorted(ranked)[:MAX_ACCEPT_ITEMS])
+    if len(header) <= _CACHEABLE_HEADER:
+        if len(_accept_cache) >= _CACHE_LIMIT:
+            _accept_cache.clear()
+        _accept_cache[header] = result
     return result
 
 
@@ -352,7 +376,18 @@ def problem_body(status: int, detail: str, extra: Mapping[str, object] | None = 
     }
     if extra:
         problem.update(extra)
-    return _PROBLEM_ENCODER.encode(problem)
+    try:
+        return _PROBLEM_ENCODER.encode(problem)
+    except (UnicodeEncodeError, msgspec.EncodeError, TypeError, ValueError, RecursionError):
+        # e.g. a lone surrogate in an exception message: escape what UTF-8 cannot hold.
+        return _PROBLEM_ENCODER.encode({key: _printable(value) for key, value in problem.items()})
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, int):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_reply(error: HTTPError) -> Reply:
@@ -411,6 +446,7 @@ class ServerCore:
     ) -> None:
         self.handler = handler
         self.registry = registry
+        check_token(auth_token)
         self._expected_auth = None if auth_token is None else f"Bearer {auth_token}".encode()
         self.max_body_size = max_body_size
         self.expose_tracebacks = expose_tracebacks
@@ -513,9 +549,18 @@ class ServerCore:
         Never raises for anything the peer or the handler did: every failure is a reply.
         """
         try:
-            return self._handle(request, body)
+            reply = self._handle(request, body)
         except HTTPError as error:
-            return error_reply(error)
+            reply = error_reply(error)
+        except Exception as exc:  # a codec or hook failed in a way no rule above expected
+            name = exc.__class__.__name__
+            _log.error("dataserve: failed to answer %r: %s", request.resource, name, exc_info=exc)
+            reply = error_reply(
+                HTTPError(500, f"the server failed to answer: {name}", extra={"exception": name})
+            )
+        if not request.keep_alive:
+            reply.close = True  # HTTP/1.0 or "Connection: close": error replies too
+        return reply
 
     def _handle(self, request: Request, body: Any) -> Reply:
         resource = request.resource
@@ -550,6 +595,7 @@ class ServerCore:
             raise HTTPError(404, f"the handler returned None for {resource!r}")
         try:
             out_codec, data = self.registry.encode_for(result, request.accept, resource)
+            content_type = self.registry.content_type(out_codec, result)
         except EncodeError as exc:
             name = result.__class__.__name__
             raise HTTPError(
@@ -558,7 +604,6 @@ class ServerCore:
                 f"{resource!r}, which no codec on the server encodes",
                 extra={"exception": "EncodeError"},
             ) from exc
-        content_type = self.registry.content_type(out_codec, result)
         headers = self._ok_headers.get(content_type)
         if headers is None:
             headers = (("Content-Type", content_type),)
@@ -578,7 +623,11 @@ class ServerCore:
         extra: dict[str, object] = {"exception": name}
         if self.expose_tracebacks:
             extra["traceback"] = "".join(traceback.format_exception(exc))
-        return error_reply(HTTPError(500, f"{name}: {exc}", extra=extra))
+        try:
+            message = str(exc)
+        except Exception:
+            message = "(its message could not be turned into text)"
+        return error_reply(HTTPError(500, f"{name}: {message}", extra=extra))
 
 
 # -- client side -----------------------------------------------------------------------------
@@ -590,14 +639,16 @@ def raise_for_reply(
     """Raise the `ServerError` subclass for an error reply (problem+json or plain text)."""
     detail = ""
     exception_type = ""
+    remote_traceback = ""
     if content_type is not None and parse_media_type(content_type)[0] == PROBLEM_MEDIA_TYPE:
         try:
             problem = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             problem = None
         if isinstance(problem, dict):
             detail = str(problem.get("detail", ""))
             exception_type = str(problem.get("exception", ""))
+            remote_traceback = str(problem.get("traceback", ""))
     if not detail:
         detail = body[:500].decode("utf-8", "replace").strip()
     phrase = STATUS_PHRASES.get(status, "")
@@ -608,5 +659,5 @@ def raise_for_reply(
         message += "; check the resource name"
     cls = error_class_for_status(status)
     if cls is RemoteError:
-        raise RemoteError(message, status, detail, url, exception_type)
+        raise RemoteError(message, status, detail, url, exception_type, remote_traceback)
     raise cls(message, status, detail, url)

@@ -7,6 +7,7 @@ dataserve 0.1 did.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Protocol, TypeVar
 
@@ -93,6 +94,10 @@ def _convert(value: object, target: object) -> Any:
     return msgspec.convert(value, target)
 
 
+_UTF8_NAMES: Final = frozenset({"utf-8", "utf8"})
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 class TextCodec:
     """``str`` as ``text/plain``: UTF-8 on the way out, the ``charset`` parameter on the way in.
 
@@ -107,8 +112,19 @@ class TextCodec:
         return value.encode("utf-8")
 
     def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
-        """Decode with the ``charset`` parameter (UTF-8 by default)."""
-        text = str(data, params.get("charset", "utf-8"))
+        """Decode with the ``charset`` parameter (UTF-8 by default).
+
+        Raises:
+            ValueError: The body is not valid in that charset, or the charset yields text
+                that UTF-8 cannot hold (lone surrogates, e.g. from ``unicode_escape``).
+        """
+        charset = params.get("charset")
+        if charset is None or charset.lower() in _UTF8_NAMES:
+            text = str(data, "utf-8")  # never yields a lone surrogate
+        else:
+            text = str(data, charset)
+            if not text.isascii() and _SURROGATE.search(text):
+                raise ValueError(f"charset {charset!r} decoded to text with lone surrogates")
         if type is str:
             return text
         return _convert(text, type)
@@ -151,7 +167,16 @@ class BytesCodec:
     types: Final[tuple[type, ...]] = (bytes, bytearray, memoryview)
 
     def encode(self, value: bytes | bytearray | memoryview, /) -> bytes | bytearray | memoryview:
-        """Return the buffer itself."""
+        """Return the buffer itself (a ``memoryview`` as a flat view of unsigned bytes).
+
+        Raises:
+            TypeError: A ``memoryview`` that is not C-contiguous (copy it with ``bytes()``).
+        """
+        if isinstance(value, memoryview):
+            if not value.c_contiguous:
+                raise TypeError("a non-contiguous memoryview cannot be sent; pass bytes(view)")
+            if value.ndim != 1 or value.format != "B":
+                return value.cast("B")
         return value
 
     def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:

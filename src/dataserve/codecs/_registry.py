@@ -26,7 +26,7 @@ _JSON: Final = JsonCodec()
 _BUILTINS: Final[tuple[Codec[Any], ...]] = (_JSON, TextCodec(), BytesCodec())
 
 # What a codec may raise for a value it cannot encode or a body it cannot decode.
-ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, msgspec.EncodeError)
+ENCODE_ERRORS: Final = (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError)
 DECODE_ERRORS: Final = (
     ValueError,
     TypeError,
@@ -168,12 +168,13 @@ class CodecRegistry:
             return self.encode(value, resource)
         cls = value.__class__
         key = (accepted, cls)
-        codec = self._negotiated.get(key)
+        negotiated = self._negotiated  # the cache of this registry version (see _rebuild)
+        codec = negotiated.get(key)
         if codec is None:
             codec = self._negotiate(accepted, cls)
-            if len(self._negotiated) >= _CACHE_LIMIT:
-                self._negotiated.clear()
-            self._negotiated[key] = codec
+            if len(negotiated) >= _CACHE_LIMIT:
+                negotiated.clear()
+            negotiated[key] = codec
         return codec, self._encode_with(codec, value, resource)
 
     def content_type(self, codec: Codec[Any], value: object) -> str:
@@ -183,7 +184,17 @@ class CodecRegistry:
         parameters that depend on the value (as `NumpyCodec` does with dtype and shape).
         """
         with_params = self._with_params.get(id(codec))
-        return codec.media_type if with_params is None else with_params(value)
+        if with_params is None:
+            return codec.media_type
+        try:
+            header = with_params(value)
+        except ENCODE_ERRORS as exc:
+            raise EncodeError(
+                f"{codec.media_type} codec has no Content-Type for it: {exc}"
+            ) from exc
+        if "\r" in header or "\n" in header:
+            raise EncodeError(f"{codec!r} gave an invalid Content-Type {header!r}")
+        return header
 
     def decode(
         self, codec: Codec[Any], data: Any, params: dict[str, str], target: object = None
@@ -227,9 +238,10 @@ class CodecRegistry:
             for codec in self._order
             if callable(getattr(codec, "content_type", None))
         }
+        self._by_media_type = self._media_type_map()
+        # The caches last: a lookup that sees a new cache sees the new state it depends on.
         self._by_type = {}
         self._negotiated = {}
-        self._by_media_type = self._media_type_map()
         self.version += 1
 
     def _media_type_map(self) -> dict[str, Codec[Any]]:
@@ -247,10 +259,13 @@ class CodecRegistry:
 
     def _resolve(self, cls: type) -> Codec[Any]:
         self._ensure_plugins()
-        codec = self._claim(cls, self._order) or _JSON
-        if len(self._by_type) >= _CACHE_LIMIT:
-            self._by_type.clear()
-        self._by_type[cls] = codec
+        # Read the cache and the order together: a register() in between replaces both, and
+        # the answer computed from the old order then lands in the old, discarded cache.
+        by_type, order = self._by_type, self._order
+        codec = self._claim(cls, order) or _JSON
+        if len(by_type) >= _CACHE_LIMIT:
+            by_type.clear()
+        by_type[cls] = codec
         return codec
 
     def _negotiate(self, accepted: tuple[str, ...], cls: type) -> Codec[Any]:
