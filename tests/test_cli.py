@@ -396,3 +396,18 @@ def test_serve_with_unset_auth_token_env_fails_with_one_line(handler_dir: Path) 
     )
     line = _assert_one_line_error(result)
     assert env_var in line
+
+
+def test_send_with_unset_auth_token_env_fails_with_one_line() -> None:
+    env_var = "DATASERVE_TEST_TOKEN_THAT_IS_NOT_SET"
+    assert env_var not in os.environ
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send",
+        f"http://127.0.0.1:{free_port()}",
+        "/xdata",
+        "--auth-token-env",
+        env_var,
+    )
+    line = _assert_one_line_error(result)
+    assert env_var in line  # refused before any call, as serve does

@@ -107,15 +107,21 @@ def _load_handler(spec: str) -> Any:
     return obj
 
 
+def _token_from_env(variable: str | None) -> str | None:
+    """The token held in an environment variable (``--auth-token-env``); never printed."""
+    if not variable:
+        return None
+    token = os.environ.get(variable)
+    if not token:
+        raise DataServeError(f"environment variable {variable} is empty or unset")
+    return token
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ._server import run_http_server
 
     handler = _load_handler(args.handler)
-    token = None
-    if args.auth_token_env:
-        token = os.environ.get(args.auth_token_env)
-        if not token:
-            raise DataServeError(f"environment variable {args.auth_token_env} is empty or unset")
+    token = _token_from_env(args.auth_token_env)
     try:
         run_http_server(args.port, handler, args.host, auth_token=token)
     except TypeError as exc:
@@ -135,7 +141,7 @@ def _send(args: argparse.Namespace) -> int:
     elif args.file is not None:
         with open(args.file, "rb") as f:
             payload = f.read()
-    token = os.environ.get(args.auth_token_env) if args.auth_token_env else None
+    token = _token_from_env(args.auth_token_env)
     with HTTPDataClient(url=args.url, auth_token=token, timeout=args.timeout) as client:
         result = client.send(args.resource, payload)
     if args.out is not None:

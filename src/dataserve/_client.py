@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import ssl
 import time
 import weakref
@@ -41,6 +43,7 @@ from ._protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     HTTPError,
+    check_token,
     codec_for_content_type,
     parse_response_head,
     raise_for_reply,
@@ -57,6 +60,8 @@ _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
+_LENGTH: Final = re.compile(r"[0-9]{1,15}")  # under 1 PB; anything else is no reply of ours
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -89,7 +94,9 @@ class HTTPDataClient:
             ``127.0.0.1``, so no IPv6 attempt fails on every new connection; reach an
             IPv6-only server at ``"http://[::1]:"``.
         url: The full base URL instead of ``port``/``address``, e.g. ``"http://host:5001"``.
-        timeout: Seconds to wait for a reply.
+        timeout: Seconds the server may stay silent: until the reply begins, and then
+            between any two reads of it (as urllib3's read timeout; a reply that keeps
+            trickling in is not cut).
         connect_timeout: Seconds to wait for a connection (always finite).
         retries: How many times to resend a request after a failure that may have happened
             after the handler received it (0: never).
@@ -144,7 +151,7 @@ class HTTPDataClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
-        self._auth = None if auth_token is None else f"Bearer {auth_token}"
+        self._auth = None if check_token(auth_token) is None else f"Bearer {auth_token}"
         self.registry = registry if registry is not None else default_registry()
         self._pool_size = pool_size
         self._ssl_context = ssl_context
@@ -222,8 +229,13 @@ class HTTPDataClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                reason = (
+                    _transport_error(last, self.url, "HEAD", connecting=True)
+                    if isinstance(last, Urllib3Error)
+                    else last
+                )
                 raise TransportError(
-                    f"{self.url} was not ready within {timeout} s (last error: {last})", self.url
+                    f"{self.url} was not ready within {timeout} s (last error: {reason})", self.url
                 ) from last
             try:
                 pool = self._get_pool()
@@ -293,9 +305,10 @@ class HTTPDataClient:
 
     def _head_prefix(self, path: str, media_type: str) -> bytes:
         """The request head up to the Content-Length value, built once per resource and codec."""
-        if self._registry_version != self.registry.version:
+        version = self.registry.version  # before reading media_types: a register() may race
+        if self._registry_version != version:
             self._heads = {}
-            self._registry_version = self.registry.version
+            self._registry_version = version
         key = (path, media_type)
         prefix = self._heads.get(key)
         if prefix is None:
@@ -353,7 +366,11 @@ class HTTPDataClient:
                 retry = _next_retry(retry, url, error)
                 retry.sleep()
                 continue
-            if not keep_alive:
+            except BaseException:  # e.g. KeyboardInterrupt mid-reply: never reuse the rest
+                _close_conn(conn)
+                pool._put_conn(conn)
+                raise
+            if not keep_alive or _has_leftover(conn, self.timeout):
                 _close_conn(conn)
             pool._put_conn(conn)
             return status, headers, data
@@ -449,39 +466,63 @@ def _send_and_receive(
             break  # 1xx interim replies are skipped
     keep_alive = minor == 1 and "close" not in headers.get("connection", "").lower()
     framing = headers.get("content-length")
-    if "transfer-encoding" in headers:
+    if status in (204, 304):
+        data = b""  # RFC 9112 6.3: no body, whatever the headers say
+    elif "transfer-encoding" in headers:
         data = _read_chunked(rfile)
     elif framing is not None:
-        if not framing.isdigit():
-            raise _BrokenReply(f"the reply has an invalid Content-Length {framing!r}")
+        if not _LENGTH.fullmatch(framing):
+            raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
         wanted = int(framing)
-        data = rfile.read(wanted) if wanted else b""
-        if len(data) < wanted:
-            raise _BrokenReply(
-                f"the reply body was cut short ({len(data)} of {wanted} bytes arrived)"
-            )
+        data = _read_exactly(rfile, wanted)
     else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
         data = rfile.read()
         keep_alive = False
     return status, headers, data, keep_alive
 
 
+def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:
+    if not wanted:
+        return b""
+    try:
+        data = rfile.read(wanted)
+    except (MemoryError, OverflowError):
+        raise _BrokenReply(f"the reply announces {wanted} bytes, more than fit in memory") from None
+    if len(data) < wanted:
+        raise _BrokenReply(f"the reply body was cut short ({len(data)} of {wanted} bytes arrived)")
+    return data
+
+
 def _read_chunked(rfile: io.BufferedReader) -> bytes:
     parts: list[bytes] = []
     while True:
         size_line = _readline(rfile).partition(b";")[0].strip()
-        try:
-            size = int(size_line, 16)
-        except ValueError:
-            raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}") from None
+        if not _CHUNK_SIZE.fullmatch(size_line):
+            raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}")
+        size = int(size_line, 16)
         if size == 0:
             while _readline(rfile):  # trailer fields
                 pass
             return b"".join(parts)
-        chunk = rfile.read(size)
-        if len(chunk) < size or rfile.read(2) != b"\r\n":
+        parts.append(_read_exactly(rfile, size))
+        if rfile.read(2) != b"\r\n":
             raise _BrokenReply("the chunked reply was cut short")
-        parts.append(chunk)
+
+
+def _has_leftover(conn: Any, timeout: float) -> bool:
+    """Whether bytes beyond the reply wait on the connection (a server that sent too much):
+    reusing it would read them as the next reply."""
+    sock = conn.sock
+    sock.settimeout(0.0)
+    try:
+        return bool(conn.reader().peek(1))  # buffered bytes, or any that arrived since
+    except ssl.SSLWantReadError:
+        return False  # TLS: nothing more arrived
+    except OSError:
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
 
 
 def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: bool = False) -> Retry:
