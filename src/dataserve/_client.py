@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
+import socket
 import ssl
 import time
 import weakref
@@ -338,11 +338,11 @@ class HTTPDataClient:
         while True:
             pool = self._get_pool()
             try:
-                conn = pool._get_conn()
+                conn: Any = pool._get_conn()  # one of our _Connection classes
             except ClosedPoolError:
                 raise TransportError(f"this client for {self.url} is closed", self.url) from None
             try:
-                if conn.sock is None:  # type: ignore[attr-defined]
+                if conn.sock is None:
                     conn.connect()
             except (Urllib3Error, OSError) as exc:
                 conn.close()
@@ -370,7 +370,7 @@ class HTTPDataClient:
                 _close_conn(conn)
                 pool._put_conn(conn)
                 raise
-            if not keep_alive or _has_leftover(conn, self.timeout):
+            if not keep_alive or conn.has_leftover():
                 _close_conn(conn)
             pool._put_conn(conn)
             return status, headers, data
@@ -397,20 +397,51 @@ class _BrokenReply(Exception):
     """The reply was cut short or is not HTTP/1.x as dataserve reads it."""
 
 
+class _CountingSocketIO(io.RawIOBase):
+    """A socket as a raw stream that counts what it received, so that ``tell()`` of the
+    buffered reader over it is what was consumed and the difference is what waits unread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._sock.recv_into(buffer)
+        self.received += count
+        return count
+
+    def tell(self) -> int:
+        return self.received
+
+
 class _ReaderMixin:
     """Gives a urllib3 connection a buffered reader over its socket, closed with it."""
 
     sock: Any
     _dataserve_rfile: io.BufferedReader | None = None
+    _dataserve_raw: _CountingSocketIO | None = None
 
     def reader(self) -> io.BufferedReader:
         rfile = self._dataserve_rfile
         if rfile is None:
-            rfile = self._dataserve_rfile = self.sock.makefile("rb", _READ_BUFFER)
+            raw = self._dataserve_raw = _CountingSocketIO(self.sock)
+            rfile = self._dataserve_rfile = io.BufferedReader(raw, _READ_BUFFER)
         return rfile
+
+    def has_leftover(self) -> bool:
+        """Whether bytes beyond the last reply were read into the buffer and wait there
+        (a server that sent more than it framed); bytes still in the kernel are urllib3's
+        to notice, as its check of a pooled connection sees them."""
+        rfile, raw = self._dataserve_rfile, self._dataserve_raw
+        return rfile is not None and raw is not None and raw.received != rfile.tell()
 
     def close(self) -> None:
         rfile, self._dataserve_rfile = self._dataserve_rfile, None
+        self._dataserve_raw = None
         if rfile is not None:
             rfile.close()
         super().close()  # type: ignore[misc]
@@ -507,22 +538,6 @@ def _read_chunked(rfile: io.BufferedReader) -> bytes:
         parts.append(_read_exactly(rfile, size))
         if rfile.read(2) != b"\r\n":
             raise _BrokenReply("the chunked reply was cut short")
-
-
-def _has_leftover(conn: Any, timeout: float) -> bool:
-    """Whether bytes beyond the reply wait on the connection (a server that sent too much):
-    reusing it would read them as the next reply."""
-    sock = conn.sock
-    sock.settimeout(0.0)
-    try:
-        return bool(conn.reader().peek(1))  # buffered bytes, or any that arrived since
-    except ssl.SSLWantReadError:
-        return False  # TLS: nothing more arrived
-    except OSError:
-        return True
-    finally:
-        with contextlib.suppress(OSError):
-            sock.settimeout(timeout)
 
 
 def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: bool = False) -> Retry:
