@@ -42,8 +42,8 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def start_server(tmp_path: Path, port: int) -> subprocess.Popen[str]:
-    (tmp_path / "server.py").write_text(SERVER.replace("PORT", str(port)))
+def start_server(tmp_path: Path, port: int, script: str = SERVER) -> subprocess.Popen[str]:
+    (tmp_path / "server.py").write_text(script.replace("PORT", str(port)))
     proc = subprocess.Popen(
         [sys.executable, "server.py"],
         cwd=tmp_path,
@@ -124,18 +124,10 @@ def test_signal_during_a_call_lets_it_finish_then_exits_0(tmp_path: Path, sig: i
     from dataserve import HTTPDataClient
 
     port = free_port()
-    (tmp_path / "slow.py").write_text(SLOW_SERVER.replace("PORT", str(port)))
-    proc = subprocess.Popen(
-        [sys.executable, "slow.py"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_server(tmp_path, port, SLOW_SERVER)
     results: list[object] = []
     try:
         assert proc.stdout is not None
-        assert f"127.0.0.1:{port}" in proc.stdout.readline()
         with HTTPDataClient(port=port, timeout=10) as client:
             caller = threading.Thread(target=lambda: results.append(client.send("/slow", [7])))
             caller.start()
