@@ -221,6 +221,23 @@ def test_start_after_shutdown_raises_at_once() -> None:
         server.serve_forever()
 
 
+def test_start_while_served_elsewhere_raises_in_the_caller() -> None:
+    server = HTTPDataServer(Echo)
+    loop = threading.Thread(target=server.serve_forever, name="user-loop")
+    loop.start()
+    try:
+        with HTTPDataClient(url=server.url) as client:
+            client.wait_ready(5)  # the user's thread is serving
+        with pytest.raises(RuntimeError, match="already"):
+            server.start()
+        with pytest.raises(RuntimeError, match="already"):
+            server.serve_forever()
+    finally:
+        server.shutdown()
+        loop.join(10)
+    assert not loop.is_alive()
+
+
 class Stopper(HTTPDataHandler):
     server: HTTPDataServer
 

@@ -370,17 +370,15 @@ class HTTPDataServer:
         """Serve in a background thread; returns once the server accepts connections."""
         if self._closing.is_set():
             raise RuntimeError("this server was shut down; create a new one")
-        if self._thread is not None:
+        if self._thread is not None or self._loop_thread is not None:
             raise RuntimeError("this server was already started")
         self._thread = threading.Thread(
             target=self.serve_forever, daemon=True, name=f"dataserve-accept-{self.port}"
         )
         self._thread.start()
-        self._serving.wait()
-        if self._closing.is_set() and not self._stopped.is_set():
-            self._stopped.wait()
-        if self._stopped.is_set() and self._loop_thread is not self._thread:
-            raise RuntimeError("this server was shut down or is served elsewhere")
+        while not self._serving.wait(0.05):
+            if not self._thread.is_alive():  # shut down before it could serve
+                raise RuntimeError("this server was shut down; create a new one")
         return self
 
     def shutdown(self) -> None:
