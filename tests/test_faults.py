@@ -286,6 +286,75 @@ def test_shutdown_from_a_signal_handler_in_the_serving_thread_returns(tmp_path: 
     assert result.stdout.strip() == "returned"
 
 
+def test_503_during_shutdown_reaches_a_client_still_sending_its_body() -> None:
+    server = HTTPDataServer(Echo, shutdown_timeout=5).start()
+    stopper = threading.Thread(target=server.shutdown)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /echo HTTP/1.1\r\n")  # the request has begun when shutdown comes
+        time.sleep(0.2)
+        stopper.start()
+        time.sleep(0.2)
+        size = 16 << 20
+        sock.sendall(b"Host: t\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * (1 << 20)
+        for _ in range(size // len(chunk)):
+            sock.sendall(chunk)  # drained by the server: a reset would break this send
+        reply = read_reply(sock)
+    stopper.join(10)
+    assert reply.status == 503
+    assert not stopper.is_alive()
+
+
+def test_shutdown_from_a_signal_landing_while_the_loop_holds_its_lock(tmp_path: Any) -> None:
+    script = textwrap.dedent("""
+        import signal, socket, threading
+        import dataserve._server as backend
+        from dataserve import HTTPDataHandler, HTTPDataServer
+
+        class H(HTTPDataHandler):
+            def handle_request(self, resource, payload):
+                return payload
+
+        server = HTTPDataServer(H, shutdown_timeout=1)
+        signal.signal(signal.SIGUSR1, lambda *args: server.shutdown())
+        original = backend._Connection.__init__
+
+        def signalled(self, sock):  # runs in the accept loop, under the server's lock
+            original(self, sock)
+            signal.raise_signal(signal.SIGUSR1)
+
+        backend._Connection.__init__ = signalled
+        threading.Timer(0.3, socket.create_connection, (("127.0.0.1", server.port),)).start()
+        server.serve_forever()
+        print("returned")
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "returned"
+
+
+def test_start_racing_shutdown_never_leaves_a_thread_traceback() -> None:
+    hooked: list[str] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: hooked.append(repr(args.exc_value))
+    try:
+        for _ in range(20):
+            server = HTTPDataServer(Echo)
+            stopper = threading.Thread(target=server.shutdown)
+            stopper.start()
+            try:
+                server.start()
+            except RuntimeError:
+                pass
+            stopper.join(10)
+            server.shutdown()
+    finally:
+        threading.excepthook = previous
+    assert hooked == []
+
+
 class Stuck(HTTPDataHandler):
     release = threading.Event()
 
@@ -424,8 +493,10 @@ def test_unsendable_payloads_are_encode_errors_before_any_traffic() -> None:
 
 def test_multidimensional_memoryview_is_sent_as_its_bytes(echo_server: HTTPDataServer) -> None:
     view = memoryview(bytearray(range(12))).cast("B", (3, 4))
+    empty = memoryview(bytearray(range(12))).cast("B", (3, 4))[:0]  # shape (0, 4)
     with HTTPDataClient(url=echo_server.url) as client:
         assert client.send("/echo", view) == bytes(range(12))
+        assert client.send("/echo", empty) == b""
 
 
 def test_non_ascii_auth_token_is_refused_where_it_is_given() -> None:

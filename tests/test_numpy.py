@@ -132,6 +132,11 @@ def test_object_array_is_refused_before_any_traffic(
     assert len(server.handler.seen) == calls  # type: ignore[attr-defined]
 
 
+def test_masked_array_is_refused_rather_than_losing_its_mask(client: HTTPDataClient) -> None:
+    with pytest.raises(EncodeError, match="mask"):
+        client.send("/echo", np.ma.masked_array([1, 2], mask=[False, True]))
+
+
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [

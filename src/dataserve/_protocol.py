@@ -607,8 +607,9 @@ class ServerCore:
         headers = self._ok_headers.get(content_type)
         if headers is None:
             headers = (("Content-Type", content_type),)
-            if len(self._ok_headers) < _CACHE_LIMIT:
-                self._ok_headers[content_type] = headers
+            if len(self._ok_headers) >= _CACHE_LIMIT:
+                self._ok_headers.clear()
+            self._ok_headers[content_type] = headers
         return Reply(200, headers, data, close=not request.keep_alive)
 
     def _decode(self, codec: Codec[Any], body: Any, params: dict[str, str], target: object) -> Any:

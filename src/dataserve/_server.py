@@ -88,8 +88,9 @@ def _head(reply: Reply, length: int) -> bytes:
         lines = [f"HTTP/1.1 {reply.status} {STATUS_PHRASES.get(reply.status, '')}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in reply.headers]
         prefix = "".join(lines).encode("latin-1")
-        if len(_prefixes) < 256:
-            _prefixes[key] = prefix
+        if len(_prefixes) >= 256:
+            _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
+        _prefixes[key] = prefix
     end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
     return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
 
@@ -148,7 +149,8 @@ class _Lingerer:
         self._incoming: list[socket.socket] = []
         self._count = 0
         self._wake_r, self._wake_w = socket.socketpair()
-        self._stopping = False
+        self._stop_at: float | None = None  # set by stop(): drain until then at the latest
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -160,7 +162,7 @@ class _Lingerer:
         with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_WR)  # the base method: keeps TLS state
         with self._lock:
-            take = not self._stopping and self._count < LINGER_MAX_SOCKETS
+            take = not self._closed and self._count < LINGER_MAX_SOCKETS
             if take:
                 self._incoming.append(sock)
                 self._count += 1
@@ -170,15 +172,19 @@ class _Lingerer:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
-    def stop(self) -> None:
-        """Close every socket still lingering and join the thread."""
+    def stop(self, timeout: float) -> None:
+        """Drain the sockets still lingering for at most ``timeout`` seconds, close them,
+        and join the thread."""
         with self._lock:
-            self._stopping = True
+            self._stop_at = time.monotonic() + timeout
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        for sock in self._incoming:
+        with self._lock:
+            self._closed = True
+            leftovers, self._incoming = self._incoming, []
+        for sock in leftovers:
             _close(sock)
         _close(self._wake_r)
         _close(self._wake_w)
@@ -190,15 +196,19 @@ class _Lingerer:
             selector.register(self._wake_r, selectors.EVENT_READ)
             while True:
                 with self._lock:
-                    if self._stopping:
-                        break
+                    stop_at = self._stop_at
                     incoming, self._incoming = self._incoming, []
+                now = time.monotonic()
                 for sock in incoming:
                     sock.setblocking(False)
-                    deadlines[sock] = time.monotonic() + LINGER_SECONDS
+                    deadlines[sock] = now + LINGER_SECONDS
                     selector.register(sock, selectors.EVENT_READ)
-                wait = min(deadlines.values(), default=None)
-                timeout = None if wait is None else max(0.0, wait - time.monotonic())
+                if stop_at is not None and (now >= stop_at or not deadlines):
+                    break
+                wait = min(deadlines.values(), default=stop_at)
+                if stop_at is not None and wait is not None:
+                    wait = min(wait, stop_at)
+                timeout = None if wait is None else max(0.0, wait - now)
                 done: set[socket.socket] = set()
                 for key, _ in selector.select(timeout):
                     if key.fileobj is self._wake_r:
@@ -307,6 +317,8 @@ class HTTPDataServer:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None  # the one in serve_forever
+        self._stoppers: set[threading.Thread] = set()  # threads that called shutdown()
+        self._finished = False
         self._lingerer = _Lingerer(self.port)
 
     @property
@@ -350,7 +362,7 @@ class HTTPDataServer:
             self._serving.set()  # a start() waiting for the loop must not wait forever
             if reaper.ident is not None:
                 reaper.join()
-            self._close_listener()
+            self._finish()
             self._stopped.set()
 
     def _reap(self) -> None:
@@ -358,28 +370,40 @@ class HTTPDataServer:
         interval = min(1.0, self.request_timeout / 4)
         while not self._closing.wait(interval):
             now = time.monotonic()
-            with self._lock:
+            with self._lock:  # _serve_one clears a deadline under it: no cut after that
                 late = [c for c in self._connections if c.deadline is not None and now > c.deadline]
+                for conn in late:
+                    conn.timed_out = True
             for conn in late:
-                conn.timed_out = True
                 # The blocked reader wakes with what it has; the write side stays open for 408.
                 with contextlib.suppress(OSError):
                     socket.socket.shutdown(conn.sock, socket.SHUT_RD)
 
     def start(self) -> Self:
         """Serve in a background thread; returns once the server accepts connections."""
-        if self._closing.is_set():
-            raise RuntimeError("this server was shut down; create a new one")
-        if self._thread is not None or self._loop_thread is not None:
-            raise RuntimeError("this server was already started")
-        self._thread = threading.Thread(
-            target=self.serve_forever, daemon=True, name=f"dataserve-accept-{self.port}"
-        )
+        with self._lock:
+            if self._closing.is_set():
+                raise RuntimeError("this server was shut down; create a new one")
+            if self._thread is not None or self._loop_thread is not None:
+                raise RuntimeError("this server was already started")
+            self._thread = threading.Thread(
+                target=self._serve_in_background,
+                daemon=True,
+                name=f"dataserve-accept-{self.port}",
+            )
         self._thread.start()
         while not self._serving.wait(0.05):
             if not self._thread.is_alive():  # shut down before it could serve
                 raise RuntimeError("this server was shut down; create a new one")
         return self
+
+    def _serve_in_background(self) -> None:
+        try:
+            self.serve_forever()
+        except RuntimeError:
+            if not self._closing.is_set():
+                raise
+            # shut down before the loop could begin: start() reports it to its caller
 
     def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, close every socket and thread.
@@ -388,38 +412,57 @@ class HTTPDataServer:
         ``shutdown_timeout`` seconds in all; then their connections are cut. New requests on
         open connections are answered 503. Returns within about ``shutdown_timeout`` plus one
         second even if a client or a handler stalls. Safe to call more than once, from any
-        thread: from a handler (its own request is then left to finish on its own) or from a
-        signal handler in the thread running `serve_forever`.
+        thread: from a handler (its own request is then left to finish on its own), or from a
+        signal handler that interrupts `serve_forever` (which then finishes the shutdown
+        before it returns).
         """
-        with self._lock:
-            already = self._closing.is_set()
+        current = threading.current_thread()
+        if current is self._loop_thread:
+            # A signal handler interrupting serve_forever, perhaps while this very thread holds
+            # the server's lock: only ask the loop to stop; it finishes on its way out.
             self._closing.set()
-            # From now on no connection turns busy (see _serve_one): the idle ones are cut.
-            connections = list(self._connections)
-            idle = [conn for conn in connections if not conn.busy]
-        if not already:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"x")
-        current = threading.current_thread()
-        if self._loop_thread is None:
-            self._close_listener()  # never served
-        elif self._loop_thread is not current:
-            self._stopped.wait()  # serve_forever closes the listener on its way out
-            if self._thread is not None:
+            return
+        with self._lock:
+            self._closing.set()
+            loop = self._loop_thread
+            self._stoppers.add(current)  # their own requests are left to finish
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if loop is None:
+            self._finish()  # never served, and serve_forever can no longer begin
+        else:
+            self._stopped.wait()
+            if self._thread is not None and self._thread is not current:
                 self._thread.join()
+
+    def _finish(self) -> None:
+        """Close the listener, then the connections (in-flight ones by the deadline), then
+        the lingering sockets: the second half of a shutdown, run once."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            # No connection turns busy from now on (see _serve_one): the idle ones are cut.
+            connections = list(self._connections)
+            idle = [conn for conn in connections if not conn.busy]
+            exempt = frozenset(self._stoppers)
+        self._close_listener()
         for conn in idle:
             # The read side only: a thread that has just seen a request begin can still
             # answer it 503; one waiting for a request wakes and closes.
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(conn.sock, socket.SHUT_RD)
         deadline = time.monotonic() + self.shutdown_timeout
-        _join_all(connections, deadline, current)
+        _join_all(connections, deadline, exempt)
         with self._lock:
-            stragglers = [conn for conn in self._connections if conn.thread is not current]
+            stragglers = [conn for conn in self._connections if conn.thread not in exempt]
         for conn in stragglers:
             _cut(conn.sock)
-        _join_all(stragglers, time.monotonic() + 1.0, current)
-        self._lingerer.stop()
+        final = max(deadline, time.monotonic()) + 1.0
+        _join_all(stragglers, final, exempt)
+        self._lingerer.stop(min(LINGER_SECONDS, max(0.0, final - time.monotonic())))
 
     def _close_listener(self) -> None:
         for sock in (self._listener, self._wake_r, self._wake_w):
@@ -529,7 +572,8 @@ class HTTPDataServer:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
-                conn.deadline = None
+                with self._lock:  # the reaper marks timed_out under it: final from here on
+                    conn.deadline = None
             except HTTPError as error:
                 _send(sock, error_reply(error), head_only=conn.is_head)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
@@ -598,11 +642,13 @@ _TIMEOUT_ERROR: Final = HTTPError(
 _AT_LIMIT_FMT: Final = "the server is at its limit of {} connections; try again later"
 
 
-def _join_all(connections: list[_Connection], deadline: float, current: threading.Thread) -> None:
-    """Join the threads of these connections by one deadline (not the caller's own)."""
+def _join_all(
+    connections: list[_Connection], deadline: float, exempt: frozenset[threading.Thread]
+) -> None:
+    """Join the threads of these connections by one deadline (not those of ``exempt``)."""
     for conn in connections:
         thread = conn.thread
-        if thread is not None and thread is not current and thread.ident is not None:
+        if thread is not None and thread not in exempt and thread.ident is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 

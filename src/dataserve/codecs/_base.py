@@ -175,6 +175,8 @@ class BytesCodec:
         if isinstance(value, memoryview):
             if not value.c_contiguous:
                 raise TypeError("a non-contiguous memoryview cannot be sent; pass bytes(view)")
+            if not value.nbytes:
+                return b""
             if value.ndim != 1 or value.format != "B":
                 return value.cast("B")
         return value

@@ -45,7 +45,14 @@ class NumpyCodec:
         return f'{self.media_type}; dtype="{_wire_dtype(value.dtype)}"; shape="{shape}"'
 
     def encode(self, value: np.ndarray[Any, Any], /) -> memoryview:
-        """The array's bytes in C order, from its own buffer when it is C-contiguous."""
+        """The array's bytes in C order, from its own buffer when it is C-contiguous.
+
+        Raises:
+            TypeError: An object or structured dtype, or a masked array (its mask would be
+                lost: send ``.filled()``, or data and mask separately).
+        """
+        if isinstance(value, np.ma.MaskedArray):
+            raise TypeError("a masked array is not sent: its mask would be lost")
         _wire_dtype(value.dtype)
         array = np.ascontiguousarray(value)
         return array.reshape(-1).view(np.uint8).data
