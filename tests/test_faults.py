@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -344,10 +345,8 @@ def test_start_racing_shutdown_never_leaves_a_thread_traceback() -> None:
             server = HTTPDataServer(Echo)
             stopper = threading.Thread(target=server.shutdown)
             stopper.start()
-            try:
+            with contextlib.suppress(RuntimeError):
                 server.start()
-            except RuntimeError:
-                pass
             stopper.join(10)
             server.shutdown()
     finally:
