@@ -265,6 +265,15 @@ def test_shutdown_from_a_handler_answers_its_own_call_and_stops() -> None:
     assert dataserve_threads() == before
 
 
+def assert_script_returns(script: str) -> None:
+    """Run a server script in its own interpreter: it must print "returned" and exit 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "returned"
+
+
 def test_shutdown_from_a_signal_handler_in_the_serving_thread_returns(tmp_path: Any) -> None:
     script = textwrap.dedent("""
         import signal
@@ -280,11 +289,7 @@ def test_shutdown_from_a_signal_handler_in_the_serving_thread_returns(tmp_path: 
         server.serve_forever()
         print("returned")
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "returned"
+    assert_script_returns(script)
 
 
 def test_503_during_shutdown_reaches_a_client_still_sending_its_body() -> None:
@@ -329,11 +334,7 @@ def test_shutdown_from_a_signal_landing_while_the_loop_holds_its_lock(tmp_path: 
         server.serve_forever()
         print("returned")
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "returned"
+    assert_script_returns(script)
 
 
 def test_start_racing_shutdown_never_leaves_a_thread_traceback() -> None:
