@@ -176,6 +176,20 @@ def test_error_reply_to_head_has_no_body(echo_server: HTTPDataServer) -> None:
     assert body == b""
 
 
+def test_head_with_a_large_body_gets_its_200_before_the_close(
+    echo_server: HTTPDataServer,
+) -> None:
+    size = 8 << 20
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=10) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * (1 << 20)
+        for _ in range(size // len(chunk)):
+            sock.sendall(chunk)  # the server does not read it, but drains it before closing
+        reply = read_reply(sock, head_only=True)
+    assert reply.status == 200
+    assert reply.headers.get("connection") == "close"
+
+
 def test_remote_error_carries_the_exposed_traceback(
     make_server: Callable[..., HTTPDataServer],
 ) -> None:

@@ -587,6 +587,8 @@ class HTTPDataServer:
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
             _send(sock, reply, head_only=request.codec is None)
+            # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
+            conn.linger = reply.close and request.codec is None
             return not reply.close
         finally:
             conn.busy = False
