@@ -45,6 +45,7 @@ from ._protocol import (
     HTTPError,
     check_token,
     codec_for_content_type,
+    parse_content_length,
     parse_response_head,
     raise_for_reply,
 )
@@ -60,7 +61,6 @@ _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
-_LENGTH: Final = re.compile(r"[0-9]{1,15}")  # under 1 PB; anything else is no reply of ours
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
@@ -502,9 +502,9 @@ def _send_and_receive(
     elif "transfer-encoding" in headers:
         data = _read_chunked(rfile)
     elif framing is not None:
-        if not _LENGTH.fullmatch(framing):
+        wanted = parse_content_length(framing)
+        if wanted is None:
             raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
-        wanted = int(framing)
         data = _read_exactly(rfile, wanted)
     else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
         data = rfile.read()

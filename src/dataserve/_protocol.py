@@ -38,6 +38,7 @@ __all__ = [
     "check_token",
     "codec_for_content_type",
     "parse_accept",
+    "parse_content_length",
     "parse_media_type",
     "parse_request_head",
     "parse_response_head",
@@ -211,6 +212,12 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
+
+
+def parse_content_length(value: str) -> int | None:
+    """The length a ``Content-Length`` value announces, or ``None`` if it is not 1 to 19
+    ASCII digits (RFC 9110 8.6: no sign, no spaces, no other digits such as ``'²'``)."""
+    return int(value) if _DIGITS.fullmatch(value) else None
 
 
 def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
@@ -484,11 +491,8 @@ class ServerCore:
                 "send the body with a Content-Length",
                 close=True,
             )
-        if framing is None:
-            length = -1
-        elif _DIGITS.fullmatch(framing):
-            length = int(framing)
-        else:
+        length = -1 if framing is None else parse_content_length(framing)
+        if length is None:
             raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
             return Request(head.target, 0, None, {}, (), keep_alive and length <= 0)
@@ -559,14 +563,14 @@ class ServerCore:
                 HTTPError(500, f"the server failed to answer: {name}", extra={"exception": name})
             )
         if not request.keep_alive:
-            reply.close = True  # HTTP/1.0 or "Connection: close": error replies too
+            reply.close = True  # HTTP/1.0 or "Connection: close": whatever the reply
         return reply
 
     def _handle(self, request: Request, body: Any) -> Reply:
         resource = request.resource
         codec = request.codec
         if codec is None:  # HEAD
-            return Reply(200, _HEAD_HEADERS, b"", close=not request.keep_alive)
+            return Reply(200, _HEAD_HEADERS, b"")
         route = self._routes.get(resource)
         if route is None:
             payload = self._decode(codec, body, request.params, None)
@@ -610,7 +614,7 @@ class ServerCore:
             if len(self._ok_headers) >= _CACHE_LIMIT:
                 self._ok_headers.clear()
             self._ok_headers[content_type] = headers
-        return Reply(200, headers, data, close=not request.keep_alive)
+        return Reply(200, headers, data)
 
     def _decode(self, codec: Codec[Any], body: Any, params: dict[str, str], target: object) -> Any:
         try:
