@@ -62,8 +62,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the stack's floor and the peers; pass --quick for a short run."""
-    session.install(".", "requests", "matplotlib")
+    """Benchmarks against the stack's floor and the peers; pass --quick for a short run.
+
+    fastapi, uvicorn[standard] (httptools, uvloop) and httpx are for the ``FastAPI + uvicorn``
+    row only: installed here, never runtime or test dependencies.
+    """
+    session.install(".", "requests", "matplotlib", "fastapi", "uvicorn[standard]", "httpx")
     args = session.posargs or [
         "--repeat",
         "3",
