@@ -22,6 +22,7 @@ import pytest
 from .conftest import free_port, put, raw_exchange
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+README = Path(__file__).resolve().parent.parent / "README.md"
 STARTUP_TIMEOUT = 30.0  # the server prints its URL once it accepts connections
 RUN_TIMEOUT = 60.0  # a client, or a server's shutdown
 SERVING = re.compile(r"dataserve: serving \S+ at (\S+)")
@@ -268,3 +269,20 @@ def test_tls_token_example_without_a_token_exits_saying_what_to_set(script: str)
     assert done.returncode == 1
     assert f"{script}: set DATASERVE_TOKEN" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- the READMEs -------------------------------------------------------------------------------
+
+
+def test_every_example_is_linked_from_both_readmes() -> None:
+    folders = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert folders == ["custom_codec", "dataset", "numpy_server", "seed", "tls_token"]
+    index = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("\n## Examples\n", 1)[1].split("\n## ", 1)[0]
+    for name in folders:
+        assert f"({name}/)" in index, name
+        assert f"(examples/{name}/)" in section, name
+    # Every file an example README command runs exists.
+    for script in re.findall(r"python (\S+\.py)", index):
+        assert any(EXAMPLES.glob(f"*/{script}")), script
