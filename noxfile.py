@@ -49,7 +49,7 @@ def soak(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/ and typings/ (user-style code against the public API)."""
     session.install(".", "mypy>=1.10", "numpy")
-    session.run("mypy", "--strict", "src", "typings")
+    session.run("mypy", "--strict", "src", "typings", "examples")
 
 
 @nox.session(python=PYTHONS[0])
