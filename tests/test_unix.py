@@ -769,6 +769,8 @@ def test_wsgi_app_under_gunicorn_bound_to_a_unix_socket(sock_dir: Path) -> None:
             "2",
             "--bind",
             f"unix:{path}",
+            "--umask",
+            "0o077",  # as the README advises: gunicorn's default (0) lets every user in
             "--graceful-timeout",
             "5",
             "app:app",
@@ -782,6 +784,7 @@ def test_wsgi_app_under_gunicorn_bound_to_a_unix_socket(sock_dir: Path) -> None:
     try:
         with HTTPDataClient(unix_socket=path, auth_token="g-token") as client:
             client.wait_ready(TIMEOUT)
+            assert mode_of(path) == 0o700
             assert client.send("/xdata", [4, 5, 6]) == [1, 2, 3, 4, 5, 6]
             pids = {client.send("/pid", type=int) for _ in range(20)}
             assert os.getpid() not in pids  # answered by gunicorn's worker processes
