@@ -10,6 +10,8 @@ own so that the client's peak memory is measured from a clean baseline::
 
     python benchmarks/_clients.py ROW PORT SERVER_PID [--mb1 CALLS SECONDS] [--mb64 CALLS SECONDS]
 
+(PORT is a socket file path for a Unix-socket row.)
+
 It prints one JSON object on its last stdout line.
 """
 
@@ -98,6 +100,15 @@ class DataserveClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+class DataserveUnixClient(DataserveClient):
+    """``dataserve.HTTPDataClient(unix_socket=...)``: the same client over a socket file."""
+
+    def __init__(self, path: str) -> None:
+        from dataserve import HTTPDataClient
+
+        self._client = HTTPDataClient(unix_socket=path)
 
 
 class XMLRPCClient:
@@ -200,14 +211,16 @@ class V01WireClient:
 _CLIENTS: dict[str, type[Any]] = {
     "floor": FloorClient,
     "dataserve": DataserveClient,
+    "dataserve-unix": DataserveUnixClient,
     "xmlrpc": XMLRPCClient,
     "mp-manager": MpManagerClient,
     "dataserve-0.1-wire": V01WireClient,
 }
 
 
-def make_client(row: str, port: int) -> EchoClient:
-    """The echo client of ``row`` connected to 127.0.0.1:``port``."""
+def make_client(row: str, port: int | str) -> EchoClient:
+    """The echo client of ``row`` connected to 127.0.0.1:``port`` (or to the socket file
+    at ``port``, for a Unix-socket row)."""
     client: EchoClient = _CLIENTS[row](port)
     return client
 
@@ -235,7 +248,7 @@ def _timed_echoes(
 
 
 def large_echo(
-    row: str, port: int, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
+    row: str, port: int | str, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
 ) -> dict[str, Any]:
     """1 MiB and 64 MiB bytes echo: MB/s, and the peak RSS of both processes for one 64 MiB call.
 
@@ -283,7 +296,7 @@ def large_echo(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("row")
-    parser.add_argument("port", type=int)
+    parser.add_argument("port", type=lambda a: int(a) if a.isdigit() else a)  # or a path
     parser.add_argument("server_pid", type=int)
     parser.add_argument("--mb1", nargs=2, type=float, default=(200, 1.0), metavar=("CALLS", "S"))
     parser.add_argument("--mb64", nargs=2, type=float, default=(10, 2.0), metavar=("CALLS", "S"))

@@ -94,6 +94,29 @@ def _serve_dataserve(conn: Connection) -> None:
     threading.Event().wait()  # until SIGTERM from the harness
 
 
+def _serve_dataserve_unix(conn: Connection) -> None:
+    """dataserve on a socket file in a fresh /tmp directory; sends the path, not a port."""
+    import shutil
+    import signal
+    import sys
+    import tempfile
+
+    from dataserve import HTTPDataHandler, HTTPDataServer
+
+    class Echo(HTTPDataHandler):
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return payload
+
+    directory = tempfile.mkdtemp(prefix="dataserve-bench-", dir="/tmp")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # run the finally
+    try:
+        with HTTPDataServer(Echo, unix_socket=f"{directory}/echo.sock") as srv:
+            conn.send(srv.unix_socket)
+            threading.Event().wait()  # until SIGTERM from the harness
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # xmlrpc: stdlib SimpleXMLRPCServer made threaded
 
@@ -184,6 +207,7 @@ def _serve_v01(conn: Connection) -> None:
 _SERVERS: dict[str, Callable[[Connection], None]] = {
     "floor": _serve_floor,
     "dataserve": _serve_dataserve,
+    "dataserve-unix": _serve_dataserve_unix,
     "xmlrpc": _serve_xmlrpc,
     "mp-manager": _serve_mp_manager,
     "dataserve-0.1-wire": _serve_v01,
@@ -193,7 +217,8 @@ _SERVERS: dict[str, Callable[[Connection], None]] = {
 def serve(row: str, conn: Connection) -> None:
     """Process target: serve ``row``'s echo server on 127.0.0.1:<free port> until terminated.
 
-    Sends the port through ``conn`` once listening, or ``("error", message)`` if it cannot start.
+    Sends the port (a socket path, for a Unix-socket row) through ``conn`` once listening, or
+    ``("error", message)`` if it cannot start.
     """
     try:
         _SERVERS[row](conn)

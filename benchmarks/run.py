@@ -21,6 +21,9 @@ Rows (each server in its own spawned process on 127.0.0.1, free port; this proce
     ``urlopen('PUT', ...)`` and msgspec encode/decode. What dataserve stands on.
 ``dataserve``
     ``HTTPDataServer`` with an echo ``HTTPDataHandler``; ``HTTPDataClient``.
+``dataserve-unix``
+    The same over a Unix socket file in a fresh /tmp directory:
+    ``HTTPDataServer(unix_socket=...)``; ``HTTPDataClient(unix_socket=...)``.
 ``xmlrpc``
     stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
     per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
@@ -188,7 +191,7 @@ def locate_dataserve() -> tuple[str | None, str | None]:
 
 def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
     """Why ``row`` cannot run here, or None."""
-    if row == "dataserve" and dataserve_error:
+    if row in ("dataserve", "dataserve-unix") and dataserve_error:
         return dataserve_error
     if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
         return "needs `requests` (pip install requests)"
@@ -204,8 +207,9 @@ def log(msg: str) -> None:
 
 
 @contextmanager
-def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
-    """Run ``row``'s server in a spawned process; yield (port, pid); always terminate it.
+def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int | str, int]]:
+    """Run ``row``'s server in a spawned process; yield (port or socket path, pid); always
+    terminate it.
 
     A watchdog terminates the server after ``hard_limit_s``, which makes any client call still
     waiting on it fail instead of hanging the run.
@@ -231,7 +235,7 @@ def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
             raise RuntimeError(f"{row} server failed to start: {msg[1]}")
         watchdog.start()
         assert proc.pid is not None
-        yield int(msg), proc.pid
+        yield msg if isinstance(msg, str) else int(msg), proc.pid
     finally:
         watchdog.cancel()
         if proc.is_alive():
@@ -248,7 +252,7 @@ class RowState:
     """One row during a run: its server, its client, and what its workloads gathered."""
 
     row: str
-    port: int
+    port: int | str  # a socket file path for a Unix-socket row
     pid: int
     client: Any
     thread_clients: list[Any] = field(default_factory=list)
@@ -646,7 +650,23 @@ def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) 
             1.2,
             False,
         ),
+        *_unix_targets(med, ratio),
     ]
+
+
+def _unix_targets(
+    med: dict[str, dict[str, float]],
+    ratio: Callable[[dict[str, float], dict[str, float], str], float | None],
+) -> list[Target]:
+    """SPEC §12 targets of dataserve over a Unix socket that need no other Unix-socket row."""
+    dsu, ds, mpm = (med.get(r, {}) for r in ("dataserve-unix", "dataserve", "mp-manager"))
+    return [
+        Target("unix: small calls/s ≥ mp-manager (TCP)", ratio(dsu, mpm, "small_calls_s"), 1, True),
+        Target("unix: small calls/s ≥ dataserve (TCP)", ratio(dsu, ds, "small_calls_s"), 1.0, True),
+        Target("unix: 8 threads ≥ dataserve (TCP)", ratio(dsu, ds, "threads8_calls_s"), 1.0, True),
+        Target("unix: 1 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb1_MBps"), 1.0, True),
+        Target("unix: 64 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb64_MBps"), 1.0, True),
+    ]  # fmt: skip
 
 
 def format_targets(targets: list[Target], n_runs: int) -> str:
