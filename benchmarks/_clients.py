@@ -10,6 +10,8 @@ own so that the client's peak memory is measured from a clean baseline::
 
     python benchmarks/_clients.py ROW PORT|SOCKET_PATH SERVER_PID [--mb1 CALLS S] [--mb64 CALLS S]
 
+(PORT is a socket file path for a Unix-socket row.)
+
 It prints one JSON object on its last stdout line.
 """
 
@@ -98,6 +100,15 @@ class DataserveClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+class DataserveUnixClient(DataserveClient):
+    """``dataserve.HTTPDataClient(unix_socket=...)``: the same client over a socket file."""
+
+    def __init__(self, path: str) -> None:
+        from dataserve import HTTPDataClient
+
+        self._client = HTTPDataClient(unix_socket=path)
 
 
 class XMLRPCClient:
@@ -252,6 +263,7 @@ class V01WireClient:
 _CLIENTS: dict[str, type[Any]] = {
     "floor": FloorClient,
     "dataserve": DataserveClient,
+    "dataserve-unix": DataserveUnixClient,
     "xmlrpc": XMLRPCClient,
     "mp-manager": MpManagerClient,
     "dataserve-0.1-wire": V01WireClient,
@@ -290,7 +302,7 @@ def _timed_echoes(
 
 
 def large_echo(
-    row: str, port: int, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
+    row: str, port: int | str, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
 ) -> dict[str, Any]:
     """1 MiB and 64 MiB bytes echo: MB/s, and the peak RSS of both processes for one 64 MiB call.
 

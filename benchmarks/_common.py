@@ -15,6 +15,7 @@ HOST: Final = "127.0.0.1"
 ROWS: Final = (
     "floor",
     "dataserve",
+    "dataserve-unix",
     "xmlrpc",
     "mp-manager",
     "multiprocessing manager (unix)",

@@ -96,6 +96,19 @@ def _serve_dataserve(conn: Connection) -> None:
     threading.Event().wait()  # until SIGTERM from the harness
 
 
+def _serve_dataserve_unix(conn: Connection, path: str) -> None:
+    """dataserve on a socket file at ``path``; sends the path, not a port."""
+    from dataserve import HTTPDataHandler, HTTPDataServer
+
+    class Echo(HTTPDataHandler):
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return payload
+
+    with HTTPDataServer(Echo, unix_socket=path) as srv:
+        conn.send(srv.unix_socket)
+        threading.Event().wait()  # until SIGTERM from the harness
+
+
 # ---------------------------------------------------------------------------------------------
 # xmlrpc: stdlib SimpleXMLRPCServer made threaded
 
@@ -246,6 +259,7 @@ _SERVERS: dict[str, Callable[[Connection], None]] = {
 }
 #: Rows that listen on a socket file; each is given a path in the harness's temp dir.
 _UNIX_SERVERS: dict[str, Callable[[Connection, str], None]] = {
+    "dataserve-unix": _serve_dataserve_unix,
     "multiprocessing manager (unix)": _serve_mp_manager_unix,
 }
 

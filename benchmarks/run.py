@@ -24,6 +24,9 @@ on a socket file in a temp dir made for it and removed after; this process is th
     ``urlopen('PUT', ...)`` and msgspec encode/decode. What dataserve stands on.
 ``dataserve``
     ``HTTPDataServer`` with an echo ``HTTPDataHandler``; ``HTTPDataClient``.
+``dataserve-unix``
+    The same over a Unix socket file in a fresh /tmp directory:
+    ``HTTPDataServer(unix_socket=...)``; ``HTTPDataClient(unix_socket=...)``.
 ``xmlrpc``
     stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
     per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
@@ -205,7 +208,7 @@ def locate_dataserve() -> tuple[str | None, str | None]:
 
 def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
     """Why ``row`` cannot run here, or None."""
-    if row == "dataserve" and dataserve_error:
+    if row in ("dataserve", "dataserve-unix") and dataserve_error:
         return dataserve_error
     if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
         return "needs `requests` (pip install requests)"
@@ -695,7 +698,31 @@ def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) 
             1.2,
             False,
         ),
+        *_unix_targets(med, ratio),
     ]
+
+
+def _unix_targets(
+    med: dict[str, dict[str, float]],
+    ratio: Callable[[dict[str, float], dict[str, float], str], float | None],
+) -> list[Target]:
+    """SPEC §12 targets of dataserve over a Unix socket, against TCP and the manager's rows."""
+    dsu, ds, mpm, mpu = (
+        med.get(r, {})
+        for r in ("dataserve-unix", "dataserve", "mp-manager", "multiprocessing manager (unix)")
+    )
+    return [
+        Target("unix: small calls/s ≥ mp-manager (TCP)", ratio(dsu, mpm, "small_calls_s"), 1, True),
+        Target("unix: small calls/s ≥ dataserve (TCP)", ratio(dsu, ds, "small_calls_s"), 1.0, True),
+        Target("unix: small calls/s ≥ 0.7× mp-manager (unix)",
+               ratio(dsu, mpu, "small_calls_s"), 0.7, True),
+        Target("unix: 8 threads ≥ mp-manager (unix)",
+               ratio(dsu, mpu, "threads8_calls_s"), 1.0, True),
+        Target("unix: 1 MB echo ≥ 3× mp-manager (unix)", ratio(dsu, mpu, "mb1_MBps"), 3.0, True),
+        Target("unix: 8 threads ≥ dataserve (TCP)", ratio(dsu, ds, "threads8_calls_s"), 1.0, True),
+        Target("unix: 1 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb1_MBps"), 1.0, True),
+        Target("unix: 64 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb64_MBps"), 1.0, True),
+    ]  # fmt: skip
 
 
 def format_targets(targets: list[Target], n_runs: int) -> str:

@@ -120,10 +120,16 @@ def _token_from_env(variable: str | None) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     from ._server import run_http_server
 
+    if args.unix is not None and (args.port is not None or args.host is not None):
+        raise DataServeError("--unix replaces --host and --port; give one or the other")
     handler = _load_handler(args.handler)
     token = _token_from_env(args.auth_token_env)
     try:
-        run_http_server(args.port, handler, args.host, auth_token=token)
+        if args.unix is not None:
+            run_http_server(0, handler, unix_socket=args.unix, auth_token=token)
+        else:
+            port = 5001 if args.port is None else args.port
+            run_http_server(port, handler, args.host or "127.0.0.1", auth_token=token)
     except TypeError as exc:
         raise DataServeError(str(exc)) from exc
     return 0
@@ -172,8 +178,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     serve = sub.add_parser("serve", help="serve a handler: dataserve serve MODULE:HANDLER")
     serve.add_argument("handler", metavar="MODULE:HANDLER")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5001, help="port (5001; 0 picks one)")
+    serve.add_argument("--host", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (5001; 0 picks one)")
+    serve.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on a Unix socket file instead (mode 0o600: this user only)",
+    )
     serve.add_argument(
         "--auth-token-env",
         metavar="VAR",
@@ -181,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
     send = sub.add_parser("send", help="one call: dataserve send URL RESOURCE --json '[1]'")
-    send.add_argument("url")
+    send.add_argument("url", help="http://HOST:PORT, https://..., or http+unix://%%2Fpath.sock")
     send.add_argument("resource")
     group = send.add_mutually_exclusive_group()
     group.add_argument("--json", metavar="TEXT", help="send this JSON value")

@@ -30,6 +30,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util import Retry, Timeout, parse_url
 
+from . import _unix
 from ._errors import (
     ConnectError,
     ConnectionLost,
@@ -62,6 +63,7 @@ USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
+_URL_EXPECTED: Final = "expected an http://, https:// or http+unix:// URL, got {!r}"
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -93,7 +95,12 @@ class HTTPDataClient:
         address: Scheme and host ending in a colon, as in dataserve 0.1. ``localhost`` means
             ``127.0.0.1``, so no IPv6 attempt fails on every new connection; reach an
             IPv6-only server at ``"http://[::1]:"``.
-        url: The full base URL instead of ``port``/``address``, e.g. ``"http://host:5001"``.
+        url: The full base URL instead of ``port``/``address``, e.g. ``"http://host:5001"``,
+            or ``"http+unix://%2Frun%2Fapp%2Fdata.sock"`` for a Unix socket (the path
+            percent-encoded, as ``HTTPDataServer.url`` gives it).
+        unix_socket: Connect to the server's Unix socket file at this path instead of
+            ``port``/``url``. Pooling, timeouts, retries and errors are as over TCP (a missing
+            socket file is `ConnectError`); the ``Host`` header says ``localhost``.
         timeout: Seconds the server may stay silent: until the reply begins, and then
             between any two reads of it (as urllib3's read timeout; a reply that keeps
             trickling in is not cut).
@@ -105,6 +112,9 @@ class HTTPDataClient:
             ``None``. Its order of preference is sent as ``Accept``.
         pool_size: Connections kept open for reuse (one per thread sharing the client).
         ssl_context: An `ssl.SSLContext` for ``https`` URLs (e.g. with a custom CA).
+
+    Raises:
+        ValueError: No server given, two given, a malformed URL or an out-of-range option.
     """
 
     def __init__(
@@ -113,6 +123,7 @@ class HTTPDataClient:
         address: str = "http://localhost:",
         *,
         url: str | None = None,
+        unix_socket: str | os.PathLike[str] | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         retries: int = 0,
@@ -121,33 +132,47 @@ class HTTPDataClient:
         pool_size: int = 16,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if unix_socket is not None:
+            if url is not None or port is not None:
+                raise ValueError("give unix_socket, or port or url, not both")
+            url = _unix.unix_url(_unix.socket_path(unix_socket))
         if url is None:
             if port is None:
                 raise ValueError(
                     "give the server's port, e.g. HTTPDataClient(port=5001), "
-                    "or url='http://host:port'"
+                    "or url='http://host:port', or unix_socket='/path/to/data.sock'"
                 )
             url = f"{address}{port}"
-        try:
-            parsed = parse_url(url)
-        except LocationParseError:
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
         if not 0 < connect_timeout < float("inf") or not timeout > 0:
             raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
         if retries < 0:
             raise ValueError("retries must be >= 0")
-        host = parsed.host
-        connect_host = "127.0.0.1" if host == "localhost" else host.strip("[]")
-        self.url = (
-            f"{parsed.scheme}://{host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
-        )
-        """The server's base URL, e.g. ``"http://localhost:5001"``."""
-        self._scheme = parsed.scheme
-        self._host = connect_host
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._prefix = (parsed.path or "").rstrip("/")
+        self._unix_socket: str | None = None
+        if _unix.is_unix_url(url):
+            if ssl_context is not None:
+                raise ValueError(
+                    "ssl_context is for https:// URLs; a Unix socket is guarded by its file mode"
+                )
+            self._unix_socket, self._prefix = _unix.parse_unix_url(url)
+            self.url = _unix.unix_url(self._unix_socket)
+            self._scheme = "http"
+            self._host = host = "localhost"
+            self._port = 80
+        else:
+            try:
+                parsed = parse_url(url)
+            except LocationParseError:
+                raise ValueError(_URL_EXPECTED.format(url)) from None
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise ValueError(_URL_EXPECTED.format(url))
+            host = parsed.host
+            self._scheme = parsed.scheme
+            self._host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+            self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            self._prefix = (parsed.path or "").rstrip("/")
+            self.url = f"{parsed.scheme}://{host}:{self._port}"
+            """The server's base URL, e.g. ``"http://localhost:5001"``, or
+            ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
@@ -172,7 +197,7 @@ class HTTPDataClient:
         )
         self._heads: dict[tuple[str, str], bytes] = {}
         self._registry_version = -1
-        self._host_header = f"{host}:{self._port}"
+        self._host_header = host if self._unix_socket else f"{host}:{self._port}"
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -283,6 +308,8 @@ class HTTPDataClient:
         }
         if self._scheme == "https":
             return _TLSPool(self._host, self._port, ssl_context=self._ssl_context, **options)
+        if self._unix_socket is not None:
+            return _UnixPool(self._host, None, unix_socket=self._unix_socket, **options)
         return _Pool(self._host, self._port, **options)
 
     def _forget_pool(self) -> None:
@@ -455,8 +482,47 @@ class _TLSConnection(_ReaderMixin, urllib3.connection.HTTPSConnection):
     pass
 
 
+class _UnixConnectError(NewConnectionError):
+    """Connecting to a socket file failed; ``reason`` says why and what to do."""
+
+    def __init__(self, conn: Any, reason: str) -> None:
+        super().__init__(conn, reason)
+        self.reason = reason
+
+
+class _UnixConnection(_Connection):
+    """A urllib3 connection to a Unix socket file. Only connecting differs from TCP: the
+    pool, its checks of idle connections, the timeouts, the retry policy and the reading
+    code are those of `_Connection`."""
+
+    def __init__(self, *args: Any, unix_socket: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unix_socket = unix_socket
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, int | float) else None
+        try:
+            sock = _unix.connect_unix(self.unix_socket, timeout)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(
+                self, f"no connection to {self.unix_socket!r} within {timeout} s"
+            ) from exc
+        except OSError as exc:
+            raise _UnixConnectError(
+                self, _unix.connect_failure_reason(self.unix_socket, exc)
+            ) from exc
+        for level, name, value in self.socket_options or ():
+            if level != socket.IPPROTO_TCP:  # TCP_NODELAY and the like mean nothing here
+                sock.setsockopt(level, name, value)
+        return sock
+
+
 class _Pool(urllib3.HTTPConnectionPool):
     ConnectionCls = _Connection
+
+
+class _UnixPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _UnixConnection
 
 
 class _TLSPool(urllib3.HTTPSConnectionPool):
@@ -553,6 +619,8 @@ def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: boo
 def _transport_error(
     exc: BaseException, url: str, method: str, connecting: bool = False
 ) -> TransportError:
+    if isinstance(exc, _UnixConnectError):
+        return ConnectError(f"Could not connect to {url}: {exc.reason}", url)
     if isinstance(exc, NewConnectionError):
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
         return ConnectError(

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack, cast
 
+from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
 from ._io import send_message
 from ._protocol import (
@@ -113,6 +115,8 @@ class ServerOptions(TypedDict, total=False):
     shutdown_timeout: float
     expose_tracebacks: bool
     idle_timeout: float
+    unix_socket: str | os.PathLike[str] | None
+    unix_socket_mode: int
 
 
 class _Connection:
@@ -268,6 +272,17 @@ class HTTPDataServer:
             traceback reveals code and data to every client.
         idle_timeout: Seconds a keep-alive connection may sit idle between calls before the
             server closes it (the client notices and reconnects; no error).
+        unix_socket: Listen on a Unix socket file at this path instead of TCP (then leave
+            ``port`` and ``host`` out). A stale file there (nothing listening) is replaced;
+            a live one, or a path that is not a socket, raises `OSError` before the handler
+            is built. The file is removed at `shutdown`. ``.url`` is then its
+            ``http+unix://`` URL, and ``.port`` is ``0``.
+        unix_socket_mode: Permission bits of the socket file. ``0o600`` (the default) lets
+            only this user connect; ``0o660`` adds the file's group.
+
+    Raises:
+        OSError: The port or the socket path is in use (or not usable).
+        ValueError: Conflicting or out-of-range options, or a socket path too long.
     """
 
     def __init__(
@@ -285,12 +300,29 @@ class HTTPDataServer:
         shutdown_timeout: float = 5.0,
         expose_tracebacks: bool = False,
         idle_timeout: float = 60.0,
+        unix_socket: str | os.PathLike[str] | None = None,
+        unix_socket_mode: int = _unix.DEFAULT_MODE,
     ) -> None:
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
                 "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
                 "max_connections >= 1"
             )
+        self.unix_socket: str | None = None
+        """The socket file's absolute path when serving on a Unix socket, else ``None``."""
+        if unix_socket is not None:
+            if port or host != "127.0.0.1" or ssl_context is not None:
+                raise ValueError(
+                    "unix_socket= replaces port, host and ssl_context (the socket file's mode "
+                    "guards it); give either unix_socket or a port and host"
+                )
+            if not 0 <= unix_socket_mode <= 0o777:
+                raise ValueError(
+                    f"unix_socket_mode must be in 0o000..0o777, got {unix_socket_mode:#o}"
+                )
+            path = _unix.socket_path(os.path.abspath(_unix.socket_path(unix_socket)))
+            _unix.claim_socket_path(path)  # a live server there is an error before the handler
+            self.unix_socket = path
         self.handler = instantiate_handler(handler)
         self._core = ServerCore(
             self.handler,
@@ -304,11 +336,21 @@ class HTTPDataServer:
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
         self._ssl_context = ssl_context
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        self._socket_identity: tuple[int, int] | None = None  # the socket file we created
+        if self.unix_socket is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._listener = socket.create_server(
+                (host, port), family=family, backlog=LISTEN_BACKLOG
+            )
+            port = self._listener.getsockname()[1]
+        else:
+            self._listener, self._socket_identity = _unix.listen_unix(
+                self.unix_socket, unix_socket_mode, LISTEN_BACKLOG
+            )
         self.host = host
-        self.port: int = self._listener.getsockname()[1]
-        """The port the server listens on (the one picked when created with ``port=0``)."""
+        self.port: int = port
+        """The port the server listens on (the one picked when created with ``port=0``);
+        ``0`` on a Unix socket."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
@@ -323,7 +365,10 @@ class HTTPDataServer:
 
     @property
     def url(self) -> str:
-        """The base URL clients use, e.g. ``"http://127.0.0.1:5001"``."""
+        """The base URL clients use, e.g. ``"http://127.0.0.1:5001"``, or on a Unix socket
+        ``"http+unix://%2Frun%2Fapp%2Fdata.sock"`` (the path percent-encoded)."""
+        if self.unix_socket is not None:
+            return _unix.unix_url(self.unix_socket)
         scheme = "https" if self._ssl_context is not None else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         if host in ("0.0.0.0", "[::]"):
@@ -467,6 +512,8 @@ class HTTPDataServer:
     def _close_listener(self) -> None:
         for sock in (self._listener, self._wake_r, self._wake_w):
             _close(sock)
+        if self.unix_socket is not None and self._socket_identity is not None:
+            _unix.remove_socket_file(self.unix_socket, self._socket_identity)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -502,7 +549,8 @@ class HTTPDataServer:
         )
         conn.thread = thread
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unix_socket is None:  # AF_UNIX has no Nagle (and refuses the option)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread.start()
         except (OSError, RuntimeError) as exc:  # a reset peer, or no thread to be had
             with self._lock:
@@ -676,11 +724,12 @@ def run_http_server(
     bound every interface).
 
     Args:
-        port: TCP port (``0`` picks a free one, printed).
+        port: TCP port (``0`` picks a free one, printed). ``0`` with ``unix_socket=``.
         data_handler: An `HTTPDataHandler` subclass (instantiated once) or an instance.
         host: Address to bind.
         **options: The keyword arguments of `HTTPDataServer` (``auth_token``,
-            ``max_body_size``, ...), type-checked.
+            ``max_body_size``, ``unix_socket``, ...), type-checked. For a Unix socket:
+            ``run_http_server(0, MyDataHandler, unix_socket="/run/app/data.sock")``.
     """
     server = HTTPDataServer(data_handler, port, host, **options)
     stop = threading.Event()
@@ -690,9 +739,10 @@ def run_http_server(
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         server.start()
+        where = "" if server.unix_socket is None else f"socket file {server.unix_socket}; "
         print(
             f"dataserve: serving {type(server.handler).__qualname__} at {server.url} "
-            "(Ctrl-C to stop)",
+            f"({where}Ctrl-C to stop)",
             flush=True,
         )
         try:
