@@ -11,14 +11,12 @@ import time
 import weakref
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar, overload
-from urllib.parse import quote
 
 import urllib3
 import urllib3.connection
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
-    LocationParseError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -28,14 +26,21 @@ from urllib3.exceptions import (
 from urllib3.exceptions import (
     HTTPError as Urllib3Error,
 )
-from urllib3.util import Retry, Timeout, parse_url
+from urllib3.util import Retry, Timeout
 
 from . import _unix
+from ._clientcommon import (
+    USER_AGENT,
+    bearer_header,
+    decode_reply,
+    request_path,
+    resolve_target,
+    retry_policy,
+)
 from ._errors import (
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
-    DecodeError,
     ReadTimeout,
     TransportError,
 )
@@ -44,8 +49,6 @@ from ._protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     HTTPError,
-    check_token,
-    codec_for_content_type,
     parse_content_length,
     parse_response_head,
     raise_for_reply,
@@ -56,14 +59,9 @@ __all__ = ["HTTPDataClient"]
 
 T = TypeVar("T")
 
-CONNECT_RETRIES: Final = 2
-"""Failed connection attempts are retried this often: the request never left, so it is safe."""
-_PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
-USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
-_URL_EXPECTED: Final = "expected an http://, https:// or http+unix:// URL, got {!r}"
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -132,72 +130,29 @@ class HTTPDataClient:
         pool_size: int = 16,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if unix_socket is not None:
-            if url is not None or port is not None:
-                raise ValueError("give unix_socket, or port or url, not both")
-            url = _unix.unix_url(_unix.socket_path(unix_socket))
-        if url is None:
-            if port is None:
-                raise ValueError(
-                    "give the server's port, e.g. HTTPDataClient(port=5001), "
-                    "or url='http://host:port', or unix_socket='/path/to/data.sock'"
-                )
-            url = f"{address}{port}"
-        if not 0 < connect_timeout < float("inf") or not timeout > 0:
-            raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        self._unix_socket: str | None = None
-        if _unix.is_unix_url(url):
-            if ssl_context is not None:
-                raise ValueError(
-                    "ssl_context is for https:// URLs; a Unix socket is guarded by its file mode"
-                )
-            self._unix_socket, self._prefix = _unix.parse_unix_url(url)
-            self.url = _unix.unix_url(self._unix_socket)
-            self._scheme = "http"
-            self._host = host = "localhost"
-            self._port = 80
-        else:
-            try:
-                parsed = parse_url(url)
-            except LocationParseError:
-                raise ValueError(_URL_EXPECTED.format(url)) from None
-            if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise ValueError(_URL_EXPECTED.format(url))
-            host = parsed.host
-            self._scheme = parsed.scheme
-            self._host = "127.0.0.1" if host == "localhost" else host.strip("[]")
-            self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-            self._prefix = (parsed.path or "").rstrip("/")
-            self.url = f"{parsed.scheme}://{host}:{self._port}"
-            """The server's base URL, e.g. ``"http://localhost:5001"``, or
-            ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
+        target = resolve_target(
+            port, address, url, unix_socket, ssl_context, timeout, connect_timeout, retries
+        )
+        self._unix_socket = target.unix_socket
+        self._prefix = target.prefix
+        self.url = target.url
+        """The server's base URL, e.g. ``"http://localhost:5001"``, or
+        ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
+        self._scheme = target.scheme
+        self._host = target.host
+        self._port = target.port
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
-        self._auth = None if check_token(auth_token) is None else f"Bearer {auth_token}"
+        self._auth = bearer_header(auth_token)
         self.registry = registry if registry is not None else default_registry()
         self._pool_size = pool_size
         self._ssl_context = ssl_context
         self._timeout = Timeout(connect=connect_timeout, read=timeout)
-        methods = frozenset({"PUT", "HEAD"}) if retries else frozenset({"HEAD"})
-        self._retry = Retry(
-            total=None,
-            connect=CONNECT_RETRIES,
-            read=retries,
-            redirect=0,
-            status=0,
-            other=0,
-            allowed_methods=methods,
-            backoff_factor=0.05,
-            raise_on_redirect=False,
-            raise_on_status=False,
-            respect_retry_after_header=False,
-        )
+        self._retry = retry_policy(retries)
         self._heads: dict[tuple[str, str], bytes] = {}
         self._registry_version = -1
-        self._host_header = host if self._unix_socket else f"{host}:{self._port}"
+        self._host_header = target.host_header
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -324,7 +279,7 @@ class HTTPDataClient:
         return pool
 
     def _path(self, resource: str) -> str:
-        path = self._prefix + quote(resource, safe=_PATH_SAFE)
+        path = request_path(self._prefix, resource)
         if len(self._paths) >= _CACHE_LIMIT:
             self._paths.clear()
         self._paths[resource] = path
@@ -403,21 +358,7 @@ class HTTPDataClient:
             return status, headers, data
 
     def _decode(self, content_type: str | None, data: bytes, target: object, path: str) -> Any:
-        codec, media_type, params = codec_for_content_type(self.registry, content_type)
-        if codec is None:
-            raise DecodeError(
-                f"PUT {self.url}{path} answered with Content-Type "
-                f"{media_type!r}, which this client's registry does not decode; "
-                "register a codec for it"
-            )
-        try:
-            return self.registry.decode(codec, data, params, target)
-        except DecodeError as exc:
-            raise DecodeError(
-                f"the reply of PUT {self.url}{path} could not be decoded"
-                f"{'' if target is None else f' as {target!r}'}: "
-                f"{exc.__cause__ or exc}"
-            ) from exc
+        return decode_reply(self.registry, content_type, data, target, f"PUT {self.url}{path}")
 
 
 class _BrokenReply(Exception):
