@@ -286,3 +286,22 @@ def test_every_example_is_linked_from_both_readmes() -> None:
     # Every file an example README command runs exists.
     for script in re.findall(r"python (\S+\.py)", index):
         assert any(EXAMPLES.glob(f"*/{script}")), script
+
+
+# -- asyncio fan-out ---------------------------------------------------------------------------
+
+
+def test_async_fanout_example_fans_out_lookups_from_one_loop(tmp_path: Path) -> None:
+    port = free_port()
+    env = example_env(port)
+    here = EXAMPLES / "async_fanout"
+    with serving(["fanout_server.py"], here, env, tmp_path):
+        output = run_client(["fanout_client.py"], here, env)
+    prices = [round((i * 37 % 1000) / 10 + 1, 1) for i in range(200)]
+    cheapest = min(range(200), key=lambda i: prices[i])
+    assert output == [
+        "200 items fetched concurrently, in order: item-0 .. item-199",
+        f"total price: {round(sum(prices), 1)}",
+        f"cheapest: item-{cheapest} at {prices[cheapest]}",
+        "2 of 4 found; missing: [1000, 1001]",
+    ]
