@@ -276,7 +276,14 @@ def test_tls_token_example_without_a_token_exits_saying_what_to_set(script: str)
 
 def test_every_example_is_linked_from_both_readmes() -> None:
     folders = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert folders == ["custom_codec", "dataset", "numpy_server", "seed", "tls_token"]
+    assert folders == [
+        "async_fanout",
+        "custom_codec",
+        "dataset",
+        "numpy_server",
+        "seed",
+        "tls_token",
+    ]
     index = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     readme = README.read_text(encoding="utf-8")
     section = readme.split("\n## Examples\n", 1)[1].split("\n## ", 1)[0]
