@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import os
 import re
 import socket
@@ -10,7 +11,7 @@ import ssl
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import Any, Final, Self, SupportsIndex, TypeVar, cast, overload
 from urllib.parse import quote
 
 import urllib3
@@ -63,7 +64,6 @@ USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
-_URL_EXPECTED: Final = "expected an http://, https:// or http+unix:// URL, got {!r}"
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -75,6 +75,58 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+MAX_PORT: Final = 65535
+_PORT_ZERO: Final = (
+    "{} is not a port a server listens on (0 asks a server to pick a free port); give the "
+    "port the server printed, or the server's .port or .url"
+)
+_URL_PORT: Final = re.compile(  # scheme://[userinfo@]host:PORT, with PORT captured
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):([^/?#]*)"
+)
+
+
+def _check_port(port: object) -> int:
+    """The ``port`` argument as an int in 1-65535, or a TypeError/ValueError saying what is wrong.
+
+    An int (or anything with ``__index__``, such as a NumPy integer) is taken as is; a string
+    of decimal digits too, since dataserve 0.1 built its URL as ``address + str(port)`` (so
+    ``port=os.environ["PORT"]`` keeps working). A bool or any other type is a TypeError.
+    """
+    if isinstance(port, str) and port.isascii() and port.isdigit():
+        number = int(port)
+    elif isinstance(port, bool) or not hasattr(type(port), "__index__"):
+        raise TypeError(f"port must be an int such as 5001, got {port!r} ({type(port).__name__})")
+    else:
+        number = operator.index(cast(SupportsIndex, port))
+    if number == 0:
+        raise ValueError(_PORT_ZERO.format("port 0"))
+    if not 0 < number <= MAX_PORT:
+        raise ValueError(
+            f"port {port!r} is out of range: a TCP port is 1-{MAX_PORT}; give the port the "
+            "server listens on"
+        )
+    return number
+
+
+def _bad_url_message(url: str) -> str:
+    """Why ``url`` is not a server URL: its port, when that is what is wrong, else its form."""
+    match = _URL_PORT.match(url)
+    if match is not None and match[1]:
+        text = match[1]
+        if text.isascii() and text.isdigit():
+            if int(text) > MAX_PORT:
+                return (
+                    f"port {text} in the URL {url!r} is out of range: a TCP port is "
+                    f"1-{MAX_PORT}; give the port the server listens on"
+                )
+        else:
+            return f"the port {text!r} in the URL {url!r} is not a number such as 5001"
+    return (
+        "expected an http://, https:// or http+unix:// URL such as 'http://127.0.0.1:5001', "
+        f"got {url!r}"
+    )
 
 
 class HTTPDataClient:
@@ -91,7 +143,8 @@ class HTTPDataClient:
     noticed before reuse, so a server restart between calls is not an error.
 
     Args:
-        port: The server's port, appended to ``address``.
+        port: The server's port (1-65535), appended to ``address``. An int; a string of
+            digits is taken too, as 0.1 did (``port=os.environ["PORT"]``).
         address: Scheme and host ending in a colon, as in dataserve 0.1. ``localhost`` means
             ``127.0.0.1``, so no IPv6 attempt fails on every new connection; reach an
             IPv6-only server at ``"http://[::1]:"``.
@@ -114,7 +167,10 @@ class HTTPDataClient:
         ssl_context: An `ssl.SSLContext` for ``https`` URLs (e.g. with a custom CA).
 
     Raises:
-        ValueError: No server given, two given, a malformed URL or an out-of-range option.
+        TypeError: ``port`` is neither an int nor a string of digits (a bool, a float, ...).
+        ValueError: No server given, or two given; ``port`` (or the port in ``url``) is 0 or
+            outside 1-65535; ``url`` is not an ``http://``, ``https://`` or ``http+unix://``
+            URL; or a timeout is not positive.
     """
 
     def __init__(
@@ -142,7 +198,12 @@ class HTTPDataClient:
                     "give the server's port, e.g. HTTPDataClient(port=5001), "
                     "or url='http://host:port', or unix_socket='/path/to/data.sock'"
                 )
-            url = f"{address}{port}"
+            if not address.endswith(":"):
+                raise ValueError(
+                    f"address must end in a colon, as 'http://localhost:' (the port is "
+                    f"appended to it), got {address!r}; or pass url='http://host:port'"
+                )
+            url = f"{address}{_check_port(port)}"
         if not 0 < connect_timeout < float("inf") or not timeout > 0:
             raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
         if retries < 0:
@@ -162,9 +223,11 @@ class HTTPDataClient:
             try:
                 parsed = parse_url(url)
             except LocationParseError:
-                raise ValueError(_URL_EXPECTED.format(url)) from None
+                raise ValueError(_bad_url_message(url)) from None
             if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise ValueError(_URL_EXPECTED.format(url))
+                raise ValueError(_bad_url_message(url))
+            if parsed.port == 0:
+                raise ValueError(_PORT_ZERO.format(f"port 0 (in the URL {url!r})"))
             host = parsed.host
             self._scheme = parsed.scheme
             self._host = "127.0.0.1" if host == "localhost" else host.strip("[]")

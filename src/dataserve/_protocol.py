@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import msgspec
 
 from ._errors import DecodeError, EncodeError, RemoteError, error_class_for_status
-from ._handler import HTTPDataHandler, resolve_routes
+from ._handler import HTTPDataHandler, ResolvedRoute, resolve_routes
 from .codecs._base import Codec
 from .codecs._registry import CodecRegistry
 
@@ -408,6 +408,29 @@ def error_reply(error: HTTPError) -> Reply:
     )
 
 
+def _none_detail(resource: str, route: ResolvedRoute | None) -> str:
+    """The 404 detail for a handler that returned ``None``: true in both of its meanings."""
+    if route is None:
+        return (
+            f"the handler returned None for {resource!r}: either it does not handle that "
+            "resource, or None was its answer, which handle_request cannot send (to answer "
+            "null, declare a @route whose return annotation admits None, e.g. '-> int | None')"
+        )
+    annotation = route.return_type
+    if annotation is None:
+        shown = "it has no return annotation"
+        suggestion = "'-> X | None'"
+    else:
+        name = annotation.__qualname__ if isinstance(annotation, type) else repr(annotation)
+        name = name.replace("typing.", "")
+        shown = f"its return annotation {name} does not admit None"
+        suggestion = f"'-> {name} | None'"
+    return (
+        f"the route for {resource!r} returned None, which means not handled ({shown}); "
+        f"annotate it {suggestion} to answer null instead"
+    )
+
+
 def _resource_of(target: str) -> str:
     if target[0] != "/":
         # absolute-form (RFC 9112 3.2.2): keep only the path.
@@ -595,8 +618,8 @@ class ServerCore:
                         f"does not fit its return annotation: {exc}",
                         extra={"exception": "ValidationError"},
                     ) from None
-        if result is None:
-            raise HTTPError(404, f"the handler returned None for {resource!r}")
+        if result is None and (route is None or not route.none_is_value):
+            raise HTTPError(404, _none_detail(resource, route))
         try:
             out_codec, data = self.registry.encode_for(result, request.accept, resource)
             content_type = self.registry.content_type(out_codec, result)
@@ -645,12 +668,14 @@ def raise_for_reply(
     detail = ""
     exception_type = ""
     remote_traceback = ""
+    is_problem = False
     if content_type is not None and parse_media_type(content_type)[0] == PROBLEM_MEDIA_TYPE:
         try:
             problem = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
             problem = None
         if isinstance(problem, dict):
+            is_problem = True
             detail = str(problem.get("detail", ""))
             exception_type = str(problem.get("exception", ""))
             remote_traceback = str(problem.get("traceback", ""))
@@ -660,8 +685,10 @@ def raise_for_reply(
     message = f"{method} {url} answered {status} {phrase}".rstrip()
     if detail:
         message += f": {detail}"
-    if status == 404:
-        message += "; check the resource name"
+    if status == 404 and not (is_problem and detail):
+        # A dataserve server's detail says why (the handler returned None); anything else
+        # (a proxy, another program on that port) gets the generic hint.
+        message += "; check the resource name and the server's URL"
     cls = error_class_for_status(status)
     if cls is RemoteError:
         raise RemoteError(message, status, detail, url, exception_type, remote_traceback)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, Final, Self, TypedDict, Unpack, cast
+from typing import Any, ClassVar, Final, Self, TypedDict, Unpack, cast
 
 from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
@@ -42,7 +42,14 @@ from ._protocol import (
 )
 from .codecs._registry import CodecRegistry, default_registry
 
-__all__ = ["HTTPDataServer", "run_http_server"]
+__all__ = [
+    "HTTPDataServer",
+    "ImportGuard",
+    "ServerStartedOnImport",
+    "check_listen_port",
+    "listen_error",
+    "run_http_server",
+]
 
 _log: Final = logging.getLogger("dataserve")
 
@@ -339,9 +346,13 @@ class HTTPDataServer:
         self._socket_identity: tuple[int, int] | None = None  # the socket file we created
         if self.unix_socket is None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self._listener = socket.create_server(
-                (host, port), family=family, backlog=LISTEN_BACKLOG
-            )
+            check_listen_port(port)
+            try:
+                self._listener = socket.create_server(
+                    (host, port), family=family, backlog=LISTEN_BACKLOG
+                )
+            except OSError as exc:
+                raise listen_error(exc, host, port) from exc
             port = self._listener.getsockname()[1]
         else:
             self._listener, self._socket_identity = _unix.listen_unix(
@@ -712,6 +723,97 @@ def _close(sock: socket.socket) -> None:
         sock.close()
 
 
+MAX_PORT: Final = 65535
+
+
+def check_listen_port(port: object) -> None:
+    """Refuse a port no socket can bind, before one is created (``socket.create_server``
+    leaks its socket on the `OverflowError` that a port above 65535 raises).
+
+    Raises:
+        TypeError: ``port`` is not an int.
+        ValueError: ``port`` is outside 0-65535.
+    """
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int such as 5001 (0 picks a free one), got {port!r}")
+    if not 0 <= port <= MAX_PORT:
+        raise ValueError(
+            f"cannot listen on port {port}: a TCP port is 0-{MAX_PORT} (0 picks a free one)"
+        )
+
+
+def listen_error(exc: OSError, host: str, port: int) -> OSError:
+    """The error to raise when a server cannot listen on ``host:port``: where, why, what to do.
+
+    Of the same class as ``exc`` and with its ``errno`` (so ``except OSError`` and
+    ``exc.errno == errno.EADDRINUSE`` still work).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = exc.errno
+    if code == errno.EADDRINUSE:
+        why = (
+            "the address is already in use: another program (or another server in this "
+            "process) is listening there; stop it, or choose another port (0 picks a free one)"
+        )
+    elif code == errno.EACCES:
+        why = (
+            "permission denied (ports below 1024 need privileges); choose a port from 1024 to "
+            f"{MAX_PORT} (0 picks a free one)"
+        )
+    elif code == errno.EADDRNOTAVAIL:
+        why = (
+            f"{host!r} is not an address of this machine; bind 127.0.0.1 (this machine only), "
+            "0.0.0.0 or :: (every interface), or one of this machine's own addresses"
+        )
+    else:
+        # socket.create_server appends " (while attempting to bind on address ...)": said above.
+        why = (exc.strerror or str(exc)).partition(" (while attempting to bind")[0]
+        if isinstance(exc, socket.gaierror) or (code is not None and code < 0):  # EAI_* codes
+            why = f"the host {host!r} cannot be resolved ({why}); give an IP address"
+    error = type(exc)(f"cannot listen on {where}: {why}")
+    error.errno = code
+    return error
+
+
+class ServerStartedOnImport(BaseException):
+    """`run_http_server` was called while `ImportGuard` was active (``dataserve serve``
+    importing a handler's module); the server was not created, no port was bound.
+
+    A `BaseException`, so that a module's own ``except Exception`` does not swallow it.
+
+    Attributes:
+        module: The module being imported.
+        port: The port the module asked for.
+    """
+
+    def __init__(self, module: str, port: object) -> None:
+        super().__init__(module, port)
+        self.module = module
+        self.port = port
+
+
+class ImportGuard:
+    """While active (a ``with`` block), `run_http_server` raises `ServerStartedOnImport`
+    instead of serving: ``dataserve serve`` imports a module to find its handler, and a
+    module that starts a server when imported would otherwise serve (on its own port,
+    ignoring ``--port``) before the command could.
+
+    Args:
+        module: The module about to be imported, for the message.
+    """
+
+    active: ClassVar[list[str]] = []
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        ImportGuard.active.append(self.module)
+
+    def __exit__(self, *exc_info: object) -> None:
+        ImportGuard.active.remove(self.module)
+
+
 def run_http_server(
     port: int,
     data_handler: type[HTTPDataHandler] | HTTPDataHandler,
@@ -730,7 +832,15 @@ def run_http_server(
         **options: The keyword arguments of `HTTPDataServer` (``auth_token``,
             ``max_body_size``, ``unix_socket``, ...), type-checked. For a Unix socket:
             ``run_http_server(0, MyDataHandler, unix_socket="/run/app/data.sock")``.
+
+    Raises:
+        OSError: The server cannot listen on ``host:port`` (the message says why: the port
+            in use, a privileged port, an address not of this machine).
+        ValueError: ``port`` is outside 0-65535.
+        TypeError: ``port`` is not an int, or ``data_handler`` is not a handler.
     """
+    if ImportGuard.active:  # dataserve serve is importing the module that called us
+        raise ServerStartedOnImport(ImportGuard.active[-1], port)
     server = HTTPDataServer(data_handler, port, host, **options)
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None
