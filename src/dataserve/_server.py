@@ -38,6 +38,7 @@ from ._protocol import (
     error_reply,
     parse_request_head,
 )
+from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = ["HTTPDataServer", "run_http_server"]
@@ -565,10 +566,13 @@ class HTTPDataServer:
                 if closing or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
-                if request.expect_continue and length:
+                if request.expect_continue and (length or request.chunked):
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = rfile.read(length) if length else b""
-                if len(body) < length:
+                if request.chunked:
+                    body = _read_chunked(rfile, self._core.max_body_size)
+                else:
+                    body = rfile.read(length) if length else b""
+                if body is None or len(body) < length:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
@@ -634,6 +638,34 @@ class HTTPDataServer:
             header_lines.append(header[:-2])
         head = parse_request_head(line[:-2], header_lines)
         return self._core.check_head(head)
+
+
+def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
+    """Move a chunked body's bytes from ``rfile`` into the decoder (which owns the framing).
+
+    Returns:
+        The body, or ``None`` if the stream ended before it (the peer closed, or the reaper
+        cut the read side at the request deadline). Bytes after the body stay in ``rfile``.
+    Raises:
+        HTTPError: From the decoder: the body breaks a rule or a limit.
+    """
+    decoder = ChunkedDecoder(max_body_size)
+    parts: list[bytes] = []
+    while True:
+        pending = decoder.data_pending
+        if pending:  # chunk data only: reading exactly this much cannot pass the body's end
+            data = rfile.read(pending)
+            parts += decoder.feed(data)
+            if len(data) < pending:
+                return None
+            continue
+        data = rfile.peek(1)  # what is buffered, or one read: consumed below as far as used
+        if not data:
+            return None
+        parts += decoder.feed(data)
+        rfile.read(len(data) - len(decoder.leftover))
+        if decoder.done:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 _TIMEOUT_ERROR: Final = HTTPError(
