@@ -63,7 +63,9 @@ STATUS_PHRASES: Final[dict[int, str]] = {
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
     503: "Service Unavailable",
+    504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
