@@ -588,7 +588,7 @@ class ServerCore:
         accept = headers.get("accept")
         return Request(
             resource,
-            max(length, 0),
+            length if length >= 0 else 0,  # 0 for a chunked body
             codec,
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
