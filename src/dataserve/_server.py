@@ -260,7 +260,8 @@ class HTTPDataServer:
         auth_token: Require ``Authorization: Bearer <token>`` on every call (compared in
             constant time; ``HEAD`` liveness probes need none).
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
             last, however slowly it trickles (408 after).
         max_connections: Most connections served at once, each by one thread (503 beyond).
