@@ -303,16 +303,6 @@ def test_put_without_content_length_is_411(echo_server: HTTPDataServer) -> None:
     assert_still_serves(echo_server)
 
 
-def test_chunked_body_is_refused_with_411(echo_server: HTTPDataServer) -> None:
-    reply = raw_exchange(
-        echo_server.port,
-        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n",
-    )
-    assert "Content-Length" in assert_problem(reply, 411)["detail"]
-    assert_still_serves(echo_server)
-
-
 def test_body_over_max_body_size_is_413_before_reading(
     make_server: Callable[..., HTTPDataServer],
 ) -> None:

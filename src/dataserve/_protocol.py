@@ -63,7 +63,9 @@ STATUS_PHRASES: Final[dict[int, str]] = {
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
     503: "Service Unavailable",
+    504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -170,6 +172,7 @@ class Request:
 
     __slots__ = (
         "accept",
+        "chunked",
         "codec",
         "content_length",
         "expect_continue",
@@ -187,14 +190,58 @@ class Request:
         accept: tuple[str, ...],
         keep_alive: bool,
         expect_continue: bool = False,
+        chunked: bool = False,
     ) -> None:
         self.expect_continue = expect_continue  # send "100 Continue" before reading the body
+        self.chunked = chunked  # the body is chunked (content_length is then 0): decode it
         self.resource = resource
         self.content_length = content_length
         self.codec = codec  # None for HEAD
         self.params = params
         self.accept = accept
         self.keep_alive = keep_alive
+
+
+_TRANSFER_CODING: Final = re.compile(
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*[^\x00-\x1f\x7f,;]+)*"
+)
+
+
+def _check_transfer_coding(value: str, version: tuple[int, int]) -> None:
+    """Accept a request's ``Transfer-Encoding`` only if it is exactly ``chunked``.
+
+    Raises:
+        HTTPError: 400 when the final coding is not ``chunked`` (the body's end cannot be
+            known, RFC 9112 6.3), when ``chunked`` is applied twice, for a malformed list, or
+            in an HTTP/1.0 request (RFC 9112 6.1: faulty framing); 501 when ``chunked``
+            follows a coding the server does not apply, such as ``gzip, chunked``. All close
+            the connection.
+    """
+    if version < (1, 1):
+        raise HTTPError(
+            400, "Transfer-Encoding in an HTTP/1.0 request; send a Content-Length", close=True
+        )
+    codings = [item.strip(" \t") for item in value.split(",")]
+    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty items ignored
+    if not codings or codings[-1].lower() != "chunked":
+        raise HTTPError(
+            400,
+            f"Transfer-Encoding {value[:80]!r} does not end in chunked, so the body's end "
+            "cannot be known; send it chunked or with a Content-Length",
+            close=True,
+        )
+    applied = codings[:-1]
+    if not applied:
+        return
+    if any(c.lower() == "chunked" or not _TRANSFER_CODING.fullmatch(c) for c in applied):
+        raise HTTPError(400, f"malformed Transfer-Encoding {value[:80]!r}", close=True)
+    raise HTTPError(
+        501,
+        f"Transfer-Encoding {value[:80]!r}: this server applies no coding but chunked; "
+        "send the body unencoded (chunked or with a Content-Length)",
+        close=True,
+    )
 
 
 _TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
@@ -461,7 +508,8 @@ class ServerCore:
         handler: The handler instance.
         registry: The codecs the server decodes (an allow-list) and encodes with.
         auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
-        max_body_size: Largest ``Content-Length`` accepted, in bytes.
+        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here,
+            a chunked body's total by the shell's `ChunkedDecoder` built with it.
         expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
     """
 
@@ -492,7 +540,8 @@ class ServerCore:
         Returns:
             The request, with the codec that will decode its body (``None`` for HEAD).
         Raises:
-            HTTPError: 401, 405, 411, 413, 415, or 400 for ambiguous framing.
+            HTTPError: 401, 405, 411, 413, 415, 501 for a transfer coding other than
+                chunked, or 400 for ambiguous framing.
         """
         headers = head.headers
         connection = headers.get("connection", "").lower()
@@ -500,7 +549,9 @@ class ServerCore:
         keep_alive = head.version == (1, 1) and "close" not in connection
         method = head.method
         framing = headers.get("content-length")
-        if "transfer-encoding" in headers:
+        coding = headers.get("transfer-encoding")
+        chunked = False
+        if coding is not None:
             if framing is not None:
                 raise HTTPError(
                     400,
@@ -508,22 +559,19 @@ class ServerCore:
                     "refused to prevent request smuggling",
                     close=True,
                 )
-            raise HTTPError(
-                411,
-                "Transfer-Encoding (chunked bodies) is not supported; "
-                "send the body with a Content-Length",
-                close=True,
-            )
+            _check_transfer_coding(coding, head.version)
+            chunked = True
         length = -1 if framing is None else parse_content_length(framing)
         if length is None:
             raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
-            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0)
+            # A HEAD's body is never read: the connection closes after the reply (drained).
+            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0 and not chunked)
         if method != "PUT":
             raise HTTPError(
                 405,
                 f"method {method} is not allowed; dataserve calls use PUT (and HEAD for liveness)",
-                close=length > 0 or not keep_alive,
+                close=length > 0 or chunked or not keep_alive,
                 headers=(("Allow", "PUT, HEAD"),),
             )
         resource = _resource_of(head.target)
@@ -536,8 +584,12 @@ class ServerCore:
                     close=True,
                     headers=(("WWW-Authenticate", 'Bearer realm="dataserve"'),),
                 )
-        if length < 0:
-            raise HTTPError(411, "a PUT needs a Content-Length header", close=True)
+        if length < 0 and not chunked:
+            raise HTTPError(
+                411,
+                "a PUT needs a Content-Length or a chunked body (Transfer-Encoding: chunked)",
+                close=True,
+            )
         if length > self.max_body_size:
             raise HTTPError(
                 413,
@@ -560,12 +612,13 @@ class ServerCore:
         accept = headers.get("accept")
         return Request(
             resource,
-            length,
+            length if length >= 0 else 0,  # 0 for a chunked body
             codec,
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
             keep_alive,
             expect is not None and head.version == (1, 1),
+            chunked,
         )
 
     # -- body ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ._protocol import (
     error_reply,
     parse_request_head,
 )
+from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = [
@@ -270,7 +271,8 @@ class HTTPDataServer:
         auth_token: Require ``Authorization: Bearer <token>`` on every call (compared in
             constant time; ``HEAD`` liveness probes need none).
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
             last, however slowly it trickles (408 after).
         max_connections: Most connections served at once, each by one thread (503 beyond).
@@ -624,10 +626,13 @@ class HTTPDataServer:
                 if closing or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
-                if request.expect_continue and length:
+                if request.expect_continue and (length or request.chunked):
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = rfile.read(length) if length else b""
-                if len(body) < length:
+                if request.chunked:
+                    body = _read_chunked(rfile, self._core.max_body_size)
+                else:
+                    body = rfile.read(length) if length else b""
+                if body is None or len(body) < length:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
@@ -693,6 +698,34 @@ class HTTPDataServer:
             header_lines.append(header[:-2])
         head = parse_request_head(line[:-2], header_lines)
         return self._core.check_head(head)
+
+
+def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
+    """Move a chunked body's bytes from ``rfile`` into the decoder (which owns the framing).
+
+    Returns:
+        The body, or ``None`` if the stream ended before it (the peer closed, or the reaper
+        cut the read side at the request deadline). Bytes after the body stay in ``rfile``.
+    Raises:
+        HTTPError: From the decoder: the body breaks a rule or a limit.
+    """
+    decoder = ChunkedDecoder(max_body_size)
+    parts: list[bytes] = []
+    while True:
+        pending = decoder.data_pending
+        if pending:  # chunk data only: reading exactly this much cannot pass the body's end
+            data = rfile.read(pending)
+            parts += decoder.feed(data)
+            if len(data) < pending:
+                return None
+            continue
+        data = rfile.peek(1)  # what is buffered, or one read: consumed below as far as used
+        if not data:
+            return None
+        parts += decoder.feed(data)
+        rfile.read(len(data) - len(decoder.leftover))
+        if decoder.done:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 _TIMEOUT_ERROR: Final = HTTPError(

@@ -39,6 +39,7 @@ __all__ = ["make_app"]
 
 _VERSIONS: Final = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
+_READ_SIZE: Final = 1 << 20  # a chunked body is read from wsgi.input in pieces of at most this
 
 
 def make_app(
@@ -61,7 +62,10 @@ def make_app(
             when ``None``.
         auth_token: Require ``Authorization: Bearer <token>`` on every call (constant-time
             comparison; ``HEAD`` needs none).
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, as soon as a chunked one passes it). A chunked body is
+            read to the end of ``wsgi.input`` where the WSGI server de-chunks it and says so
+            with ``wsgi.input_terminated`` (gunicorn does); elsewhere it is 411.
         expose_tracebacks: Put handler tracebacks in 500 replies (debugging only).
     Returns:
         The WSGI application, safe to call from several threads at once.
@@ -79,7 +83,10 @@ def make_app(
         try:
             request = core.check_head(_head_of(environ))
             length = request.content_length
-            body = environ["wsgi.input"].read(length) if length else b""
+            if request.chunked:
+                body = _read_to_end(environ, core.max_body_size)
+            else:
+                body = environ["wsgi.input"].read(length) if length else b""
             if len(body) < length:
                 raise HTTPError(400, "the body is shorter than its Content-Length", close=True)
             reply = core.handle(request, body)
@@ -95,6 +102,38 @@ def make_app(
 
     app.__doc__ = f"dataserve WSGI application for {type(core.handler).__qualname__}"
     return app
+
+
+def _read_to_end(environ: WSGIEnvironment, max_body_size: int) -> bytes:
+    """A chunked body, which the WSGI server has already de-chunked: read to its end.
+
+    Raises:
+        HTTPError: 413 as soon as more than ``max_body_size`` bytes arrived; 411 if the WSGI
+            server does not say it ends ``wsgi.input`` at the body's end (``wsgi.input_terminated``,
+            as gunicorn does), since reading on could then block or read past the body.
+    """
+    if not environ.get("wsgi.input_terminated"):
+        raise HTTPError(
+            411,
+            "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
+            "send the body with a Content-Length, or serve with gunicorn",
+            close=True,
+        )
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        part = stream.read(min(_READ_SIZE, max_body_size + 1 - total))
+        if not part:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        total += len(part)
+        if total > max_body_size:
+            raise HTTPError(
+                413,
+                f"chunked body over this server's limit of {max_body_size} bytes",
+                close=True,
+            )
+        parts.append(part)
 
 
 def _head_of(environ: WSGIEnvironment) -> RequestHead:
