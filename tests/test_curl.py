@@ -7,6 +7,7 @@ what file it writes, or how it exits, and that is what is checked here.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
