@@ -206,3 +206,25 @@ class ScriptedServer:
         self._stop.set()
         self._thread.join(10)
         self._listener.close()
+
+
+class Gate(Echo):
+    """Echo, plus ``/wait``: the handler blocks until ``release`` is set (10 s at most)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)  # released once per call that began to wait
+        self.release = threading.Event()
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        if resource == "/wait":
+            self.entered.release()
+            self.release.wait(10)
+            return "released"
+        return super().handle_request(resource, payload)
+
+    def wait_entered(self, count: int, timeout: float = 10.0) -> None:
+        """Block until ``count`` calls are inside ``/wait``; fail the test after ``timeout``."""
+        for _ in range(count):
+            if not self.entered.acquire(timeout=timeout):
+                raise AssertionError("a call did not reach the handler in time")

@@ -31,7 +31,15 @@ from dataserve import (
 from dataserve.codecs import CodecRegistry
 from dataserve.wsgi import make_app
 
-from .conftest import Echo, ScriptedServer, dataserve_threads, put, raw_exchange, read_reply
+from .conftest import (
+    Echo,
+    Gate,
+    ScriptedServer,
+    dataserve_threads,
+    put,
+    raw_exchange,
+    read_reply,
+)
 
 # -- error replies that must reach the client -----------------------------------------------
 
@@ -62,13 +70,16 @@ def test_401_reaches_a_client_sending_a_large_body(
 def test_503_at_the_limit_reaches_a_client_sending_a_large_body(
     make_server: Callable[..., HTTPDataServer],
 ) -> None:
-    server = make_server(max_connections=1)
+    gate = Gate()
+    server = make_server(gate, max_connections=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as hold:
-        hold.sendall(put("/echo", b"[1]").replace(b"Connection: close\r\n", b""))
-        assert read_reply(hold).status == 200  # the one connection is taken and kept
+        hold.sendall(put("/wait", b"[1]"))
+        gate.wait_entered(1)  # the one connection is inside a request
         with HTTPDataClient(url=server.url) as client:
             with pytest.raises(ServiceUnavailable):
                 client.send("/echo", b"x" * 5_000_000)
+        gate.release.set()
+        assert read_reply(hold).status == 200
 
 
 # -- 500 replies that must be built whatever the handler did --------------------------------
@@ -339,8 +350,8 @@ def test_shutdown_from_a_signal_landing_while_the_loop_holds_its_lock(tmp_path: 
         signal.signal(signal.SIGUSR1, lambda *args: server.shutdown())
         original = backend._Connection.__init__
 
-        def signalled(self, sock):  # runs in the accept loop, under the server's lock
-            original(self, sock)
+        def signalled(self, *args):  # runs in the accept loop, under the server's lock
+            original(self, *args)
             signal.raise_signal(signal.SIGUSR1)
 
         backend._Connection.__init__ = signalled

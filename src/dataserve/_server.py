@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import logging
+import select
 import selectors
 import signal
 import socket
@@ -116,11 +118,25 @@ class ServerOptions(TypedDict, total=False):
 
 
 class _Connection:
-    __slots__ = ("busy", "deadline", "is_head", "linger", "sock", "thread", "timed_out")
+    __slots__ = (
+        "busy",
+        "deadline",
+        "evicted",
+        "idle_since",
+        "is_head",
+        "linger",
+        "sock",
+        "successor",
+        "thread",
+        "timed_out",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_since: int) -> None:
         self.sock = sock
         self.busy = False  # between the first byte of a request and the end of its reply
+        self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
+        self.evicted = False  # closed to make room (under the server's lock): serve no more
+        self.successor: _Connection | None = None  # served next by this one's thread
         self.deadline: float | None = None  # while a request is arriving
         self.timed_out = False  # set by the reaper, which then cuts the read side
         self.linger = False  # answered before its body was read: drain before closing
@@ -262,7 +278,11 @@ class HTTPDataServer:
         max_body_size: Largest request body, in bytes (413 beyond, before reading it).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
             last, however slowly it trickles (408 after).
-        max_connections: Most connections served at once, each by one thread (503 beyond).
+        max_connections: Most connections open at once, each served by one thread. A new
+            connection beyond it closes the connection that has waited longest for a request
+            (idle between requests, or never sent a byte; its client reconnects on its next
+            call without an error) and takes its place; only when every connection is inside
+            a request is the new one answered 503.
         shutdown_timeout: Seconds `shutdown` waits for in-flight requests.
         expose_tracebacks: Put handler tracebacks in 500 replies. For debugging only: a
             traceback reveals code and data to every client.
@@ -312,6 +332,7 @@ class HTTPDataServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
+        self._ticks = itertools.count()  # orders connections by when they began to wait
         self._closing = threading.Event()
         self._serving = threading.Event()
         self._stopped = threading.Event()
@@ -489,11 +510,30 @@ class HTTPDataServer:
                 _log.error("dataserve: cannot accept a connection: %s", exc)
                 time.sleep(0.1)  # out of descriptors: do not spin while the backlog waits
             return
+        victim = None
         with self._lock:
+            conn = _Connection(sock, next(self._ticks))
             full = len(self._connections) >= self.max_connections
-            if not full:
-                conn = _Connection(sock)
+            if full:
+                victim = self._longest_idle()
+            if victim is not None:
+                # Make room: the victim's thread closes it, then serves the new connection,
+                # so the server never runs more than max_connections connection threads.
+                victim.evicted = True
+                victim.successor = conn
+                conn.thread = victim.thread
+                self._connections.discard(victim)
+                victim_sock = victim.sock  # read under the lock: TLS swaps it (_serve_socket)
+            if not full or victim is not None:
                 self._connections.add(conn)
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Both sides at once: the client sees the close (FIN) before its next call and
+            # reconnects; the victim's thread, waiting for a request, wakes and closes it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(victim_sock, socket.SHUT_RDWR)
+            return
         if full:
             self._refuse(sock, _AT_LIMIT_FMT.format(self.max_connections))
             return
@@ -511,6 +551,15 @@ class HTTPDataServer:
             _log.error("dataserve: cannot serve a new connection: %s", exc)
             self._refuse(sock, "the server cannot serve another connection now; try again later")
 
+    def _longest_idle(self) -> _Connection | None:
+        """The connection that has waited longest for a request (between requests, or never
+        sent a byte), or ``None`` when every connection is inside a request. Under the lock."""
+        waiting = {conn.sock.fileno(): conn for conn in self._connections if not conn.busy}
+        waiting.pop(-1, None)  # a TLS socket being swapped (_serve_socket): not this one
+        for fd in _readable(list(waiting)):
+            del waiting[fd]  # input waits: a request (or a close) begins, its thread wakes
+        return min(waiting.values(), key=_idle_since, default=None)
+
     def _refuse(self, sock: socket.socket, detail: str) -> None:
         """Answer 503 to a connection we will not serve, without blocking the accept loop."""
         try:
@@ -522,11 +571,32 @@ class HTTPDataServer:
         self._lingerer.add(sock)
 
     def _serve_connection(self, conn: _Connection) -> None:
+        current: _Connection | None = conn
+        while current is not None:
+            self._serve_socket(current)
+            with self._lock:  # after this, _accept can no longer hand this thread a successor
+                self._connections.discard(current)
+                successor = current.successor
+            if current.linger:
+                self._lingerer.add(current.sock)
+            else:
+                _close(current.sock)
+            current = successor
+
+    def _serve_socket(self, conn: _Connection) -> None:
         sock = conn.sock
         try:
             if self._ssl_context is not None:
                 sock.settimeout(self.request_timeout)
-                sock = conn.sock = self._ssl_context.wrap_socket(sock, server_side=True)
+                sock = self._ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+                with self._lock:  # an eviction cuts conn.sock: the old one is detached now
+                    conn.sock = sock
+                    evicted = conn.evicted
+                if evicted:
+                    return
+                sock.do_handshake()
             with cast(io.BufferedReader, sock.makefile("rb", _READ_BUFFER)) as rfile:
                 while self._serve_one(conn, sock, rfile):
                     pass
@@ -534,13 +604,6 @@ class HTTPDataServer:
             pass  # the peer went away or the socket was cut by shutdown()
         except Exception:  # pragma: no cover - a bug in dataserve itself
             _log.exception("dataserve: unexpected error serving a connection")
-        finally:
-            with self._lock:
-                self._connections.discard(conn)
-            if conn.linger:
-                self._lingerer.add(sock)
-            else:
-                _close(sock)
 
     def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
         """Serve one request; return whether the connection stays open."""
@@ -552,7 +615,9 @@ class HTTPDataServer:
             return False  # idle keep-alive connection: close quietly
         # From the first byte on, the whole request must arrive by the deadline, however
         # slowly it trickles: the reaper thread cuts the read side once it has passed.
-        with self._lock:  # shutdown() cuts the connections that are not busy, under this lock
+        with self._lock:  # shutdown() and evictions take connections that are not busy
+            if conn.evicted:
+                return False  # closed to make room an instant ago: the peer will reconnect
             closing = self._closing.is_set()
             conn.busy = True
         conn.deadline = time.monotonic() + self.request_timeout
@@ -591,6 +656,7 @@ class HTTPDataServer:
             conn.linger = reply.close and request.codec is None
             return not reply.close
         finally:
+            conn.idle_since = next(self._ticks)  # before busy is cleared: never a stale tick
             conn.busy = False
             conn.deadline = None
 
@@ -652,6 +718,21 @@ def _join_all(
         thread = conn.thread
         if thread is not None and thread not in exempt and thread.ident is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _idle_since(conn: _Connection) -> int:
+    return conn.idle_since
+
+
+def _readable(fds: list[int]) -> list[int]:
+    """Those of ``fds`` with input waiting (or a close), without waiting; ``[]`` where the
+    platform has no ``poll``."""
+    if not fds or not hasattr(select, "poll"):
+        return []
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(0)]
 
 
 def _cut(sock: socket.socket) -> None:
