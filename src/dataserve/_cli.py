@@ -117,13 +117,29 @@ def _token_from_env(variable: str | None) -> str | None:
     return token
 
 
+def _log_access_to_stderr() -> None:
+    """Send the server's access log (``--access-log``) to stderr, one timestamped line each."""
+    import logging
+
+    from ._server import ACCESS_LOGGER
+
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(stream)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ._server import run_http_server
 
     handler = _load_handler(args.handler)
     token = _token_from_env(args.auth_token_env)
+    if args.access_log:
+        _log_access_to_stderr()
     try:
-        run_http_server(args.port, handler, args.host, auth_token=token)
+        run_http_server(args.port, handler, args.host, auth_token=token, access_log=args.access_log)
     except TypeError as exc:
         raise DataServeError(str(exc)) from exc
     return 0
@@ -178,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
         "--auth-token-env",
         metavar="VAR",
         help="require the bearer token held in this environment variable",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request to stderr: client, method, resource, status, "
+        "bytes in and out, duration (never a token or a payload)",
     )
     serve.set_defaults(run=_serve)
     send = sub.add_parser("send", help="one call: dataserve send URL RESOURCE --json '[1]'")

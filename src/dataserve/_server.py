@@ -37,6 +37,7 @@ from ._protocol import (
     Reply,
     Request,
     ServerCore,
+    _resource_of,
     error_reply,
     parse_request_head,
 )
@@ -45,6 +46,8 @@ from .codecs._registry import CodecRegistry, default_registry
 __all__ = ["HTTPDataServer", "run_http_server"]
 
 _log: Final = logging.getLogger("dataserve")
+ACCESS_LOGGER: Final = "dataserve.access"
+"""The logger an ``access_log=True`` server writes one INFO line per request to."""
 
 LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
@@ -115,6 +118,7 @@ class ServerOptions(TypedDict, total=False):
     shutdown_timeout: float
     expose_tracebacks: bool
     idle_timeout: float
+    access_log: bool
 
 
 class _Connection:
@@ -124,15 +128,19 @@ class _Connection:
         "evicted",
         "idle_since",
         "is_head",
+        "line",
         "linger",
+        "peer",
         "sock",
         "successor",
         "thread",
         "timed_out",
     )
 
-    def __init__(self, sock: socket.socket, idle_since: int) -> None:
+    def __init__(self, sock: socket.socket, idle_since: int, peer: object = None) -> None:
         self.sock = sock
+        self.peer = peer  # the client's address, as accept() gave it
+        self.line = b""  # the request line of a request refused in its head (access log)
         self.busy = False  # between the first byte of a request and the end of its reply
         self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
         self.evicted = False  # closed to make room (under the server's lock): serve no more
@@ -288,6 +296,14 @@ class HTTPDataServer:
             traceback reveals code and data to every client.
         idle_timeout: Seconds a keep-alive connection may sit idle between calls before the
             server closes it (the client notices and reconnects; no error).
+        access_log: Log one line per reply to the ``dataserve.access`` logger, at INFO:
+            client address, method, resource, status, body bytes in and out, and duration
+            in ms (also as the record's attributes ``client``, ``method``, ``resource``,
+            ``status``, ``bytes_in``, ``bytes_out``, ``duration_ms``). Never a header, a
+            token, a query string or a payload. Off by default, and then free. The lines
+            show once logging is configured (e.g. ``logging.basicConfig(level=logging.INFO)``;
+            ``dataserve serve --access-log`` writes them to stderr). `make_app` has no such
+            option: under gunicorn, use gunicorn's own ``--access-logfile``.
     """
 
     def __init__(
@@ -305,6 +321,7 @@ class HTTPDataServer:
         shutdown_timeout: float = 5.0,
         expose_tracebacks: bool = False,
         idle_timeout: float = 60.0,
+        access_log: bool = False,
     ) -> None:
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
@@ -323,6 +340,7 @@ class HTTPDataServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
+        self._access_log = logging.getLogger(ACCESS_LOGGER) if access_log else None
         self._ssl_context = ssl_context
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
@@ -504,7 +522,7 @@ class HTTPDataServer:
 
     def _accept(self) -> None:
         try:
-            sock, _ = self._listener.accept()
+            sock, peer = self._listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 _log.error("dataserve: cannot accept a connection: %s", exc)
@@ -512,7 +530,7 @@ class HTTPDataServer:
             return
         victim = None
         with self._lock:
-            conn = _Connection(sock, next(self._ticks))
+            conn = _Connection(sock, next(self._ticks), peer)
             full = len(self._connections) >= self.max_connections
             if full:
                 victim = self._longest_idle()
@@ -535,7 +553,7 @@ class HTTPDataServer:
                 socket.socket.shutdown(victim_sock, socket.SHUT_RDWR)
             return
         if full:
-            self._refuse(sock, _AT_LIMIT_FMT.format(self.max_connections))
+            self._refuse(conn, _AT_LIMIT_FMT.format(self.max_connections))
             return
         thread = threading.Thread(
             target=self._serve_connection, args=(conn,), daemon=True, name="dataserve-conn"
@@ -549,7 +567,7 @@ class HTTPDataServer:
                 self._connections.discard(conn)
             conn.thread = None
             _log.error("dataserve: cannot serve a new connection: %s", exc)
-            self._refuse(sock, "the server cannot serve another connection now; try again later")
+            self._refuse(conn, "the server cannot serve another connection now; try again later")
 
     def _longest_idle(self) -> _Connection | None:
         """The connection that has waited longest for a request (between requests, or never
@@ -560,15 +578,65 @@ class HTTPDataServer:
             del waiting[fd]  # input waits: a request (or a close) begins, its thread wakes
         return min(waiting.values(), key=_idle_since, default=None)
 
-    def _refuse(self, sock: socket.socket, detail: str) -> None:
+    def _refuse(self, conn: _Connection, detail: str) -> None:
         """Answer 503 to a connection we will not serve, without blocking the accept loop."""
+        started = time.perf_counter()
+        sock = conn.sock
+        reply = error_reply(HTTPError(503, detail, close=True))
         try:
             sock.settimeout(0.5)
-            _send(sock, error_reply(HTTPError(503, detail, close=True)))
+            _send(sock, reply)
         except OSError:
             _close(sock)
             return
         self._lingerer.add(sock)
+        if self._access_log is not None:
+            self._log_access(conn, None, 503, 0, len(reply.body), started)
+
+    def _log_access(
+        self,
+        conn: _Connection,
+        request: Request | None,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        started: float,
+    ) -> None:
+        """One line for one reply; the request's head as parsed, or as refused (conn.line)."""
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        method, resource = "-", None
+        if request is not None:
+            method = "HEAD" if request.codec is None else "PUT"
+            resource = request.resource if request.codec is not None else _path(request.resource)
+        elif conn.line:
+            with contextlib.suppress(HTTPError):  # the line alone: a stand-in for its headers
+                head = parse_request_head(conn.line.rstrip(b"\r\n"), [b"Host: -"])
+                method, resource = head.method, _path(head.target)
+        conn.line = b""
+        peer = conn.peer
+        if isinstance(peer, tuple):
+            client = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        else:
+            client = str(peer or "-")  # e.g. a Unix socket's (unnamed) peer
+        cast(logging.Logger, self._access_log).info(
+            "%s %s %s %d in=%d out=%d %.2fms",
+            client,
+            method,
+            "-" if resource is None else repr(resource),  # repr: a CR or LF stays escaped
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            extra={
+                "client": client,
+                "method": method,
+                "resource": resource,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": duration_ms,
+            },
+        )
 
     def _serve_connection(self, conn: _Connection) -> None:
         current: _Connection | None = conn
@@ -620,14 +688,17 @@ class HTTPDataServer:
                 return False  # closed to make room an instant ago: the peer will reconnect
             closing = self._closing.is_set()
             conn.busy = True
+        access = self._access_log  # None unless access_log=True
+        started = 0.0 if access is None else time.perf_counter()
         conn.deadline = time.monotonic() + self.request_timeout
         conn.is_head = rfile.peek(5).startswith(b"HEAD ")
+        request: Request | None = None
         try:
             sock.settimeout(self.request_timeout)
             try:
                 if not closing:
                     request = self._read_head(conn, rfile)
-                if closing or self._closing.is_set():
+                if request is None or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
                 if request.expect_continue and length:
@@ -639,19 +710,24 @@ class HTTPDataServer:
                     return False  # the peer closed mid-body: nobody to answer
                 with self._lock:  # the reaper marks timed_out under it: final from here on
                     conn.deadline = None
-            except HTTPError as error:
-                _send(sock, error_reply(error), head_only=conn.is_head)
+            except (HTTPError, TimeoutError) as exc:
+                error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
+                reply = error_reply(error)
+                _send(sock, reply, head_only=conn.is_head)
+                if access is not None:
+                    out = 0 if conn.is_head else len(reply.body)
+                    self._log_access(conn, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
-                conn.linger = error.close
+                conn.linger = error.close and error is not _TIMEOUT_ERROR
                 return not error.close
-            except TimeoutError:
-                _send(sock, error_reply(_TIMEOUT_ERROR), head_only=conn.is_head)
-                return False
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
             _send(sock, reply, head_only=request.codec is None)
+            if access is not None:
+                out = 0 if request.codec is None else _body_length(reply.body)
+                self._log_access(conn, request, reply.status, length, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
             conn.linger = reply.close and request.codec is None
             return not reply.close
@@ -680,6 +756,13 @@ class HTTPDataServer:
             if not line:
                 raise OSError("connection closed before a request line")
             raise HTTPError(400, "request line not terminated by CRLF", close=True)
+        try:
+            return self._read_fields(conn, rfile, line)
+        except (HTTPError, TimeoutError):
+            conn.line = line  # for the access log: what was refused, without its headers
+            raise
+
+    def _read_fields(self, conn: _Connection, rfile: io.BufferedReader, line: bytes) -> Request:
         header_lines: list[bytes] = []
         total = 0
         while True:
@@ -718,6 +801,19 @@ def _join_all(
         thread = conn.thread
         if thread is not None and thread not in exempt and thread.ident is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _body_length(body: Any) -> int:
+    return body.nbytes if isinstance(body, memoryview) else len(body)
+
+
+def _path(target: str) -> str:
+    """A request target's path, percent-decoded where it can be, without the query string
+    (which may carry a secret)."""
+    try:
+        return _resource_of(target)
+    except (HTTPError, IndexError):
+        return target.partition("?")[0]
 
 
 def _idle_since(conn: _Connection) -> int:
