@@ -508,6 +508,47 @@ def test_nested_problem_json_is_still_a_server_error() -> None:
             client.send("/x", 1)
 
 
+def _answer_once_then(
+    after: str, closed: threading.Event | None = None
+) -> Callable[[socket.socket, ScriptedServer], None]:
+    """A script: answer the first request kept alive; then ``"close"`` the connection while
+    idle (and set ``closed``), or read the next request and ``"drop"`` it without a reply."""
+
+    def script(conn: socket.socket, srv: ScriptedServer) -> None:
+        if srv.read_request(conn):
+            conn.sendall(_reply(b"%d" % len(srv.requests)))
+            if after == "drop":
+                srv.read_request(conn)  # it reached the "handler"; then the connection dies
+            else:
+                conn.close()
+                assert closed is not None
+                closed.set()
+
+    return script
+
+
+def test_a_reused_connection_the_server_closed_while_idle_is_reconnected() -> None:
+    closed = threading.Event()
+    with ScriptedServer(_answer_once_then("close", closed)) as srv:
+        with HTTPDataClient(url=srv.url) as client:
+            assert client.send("/x", 1) == 1
+            assert closed.wait(10)  # the pooled connection is closed by the server
+            assert client.send("/x", 1) == 2  # no error: a new connection, the request once
+        assert len(srv.requests) == 2
+        assert len(srv.peers) == 2
+
+
+def test_a_reused_connection_closed_after_the_request_left_is_not_replayed() -> None:
+    # The race SPEC 7 names: the request was sent on a kept-alive connection, which then
+    # closed before any byte of the reply. The handler may have run: raise, never resend.
+    with ScriptedServer(_answer_once_then("drop")) as srv, HTTPDataClient(url=srv.url) as client:
+        assert client.send("/x", 1) == 1
+        with pytest.raises(ConnectionLost, match="not resent"):
+            client.send("/x", 2)
+        assert len(srv.requests) == 2
+        assert len(srv.peers) == 1
+
+
 class SlowReader:
     """A raw-socket server with a small receive buffer: reads a request head, then reads the
     body at most ``rate`` bytes per 20 ms (``0``: never; negative: resets the connection) and
