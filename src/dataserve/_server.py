@@ -102,7 +102,7 @@ def _head(reply: Reply, length: int) -> bytes:
 
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
-    length = body.nbytes if isinstance(body, memoryview) else len(body)
+    length = _body_length(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
 
 
