@@ -16,7 +16,15 @@ import pytest
 
 from dataserve import HTTPDataClient, HTTPDataServer, ServiceUnavailable
 
-from .conftest import Gate, dataserve_threads, is_closed_by_peer, put, raw_exchange, read_reply
+from .conftest import (
+    Gate,
+    dataserve_threads,
+    is_closed_by_peer,
+    put,
+    raw_exchange,
+    read_reply,
+    wait_until_pooled_connections_closed,
+)
 
 LIMIT = 4
 
@@ -141,6 +149,7 @@ def test_client_whose_pooled_connection_was_closed_to_make_room_calls_again(
             wait_until_accepted(server, LIMIT)
             with connections(server.port, 1) as (newcomer,):
                 assert_serves(newcomer, b"2")  # served once the pooled connection was closed
+            assert wait_until_pooled_connections_closed(client)  # it was the one closed
             calls = handler.calls
             assert client.send("/echo", [3]) == [3]  # reconnects: no error
             assert handler.calls == calls + 1  # sent once, not replayed

@@ -42,6 +42,7 @@ from .conftest import (
     put,
     raw_exchange,
     read_reply,
+    wait_until_pooled_connections_closed,
 )
 
 # -- error replies that must reach the client -----------------------------------------------
@@ -533,6 +534,7 @@ def test_a_reused_connection_the_server_closed_while_idle_is_reconnected() -> No
         with HTTPDataClient(url=srv.url) as client:
             assert client.send("/x", 1) == 1
             assert closed.wait(10)  # the pooled connection is closed by the server
+            assert wait_until_pooled_connections_closed(client)  # the close has arrived
             assert client.send("/x", 1) == 2  # no error: a new connection, the request once
         assert len(srv.requests) == 2
         assert len(srv.peers) == 2
@@ -643,9 +645,11 @@ def test_a_connection_reset_while_sending_says_the_handler_never_received_it() -
 def test_a_body_the_server_reads_slowly_but_steadily_is_not_a_timeout() -> None:
     # Reading it takes well over the timeout in all, but no wait for the server to read
     # more comes near it: the timeout bounds each stall, not the whole transfer.
+    # At most 6.4 MB/s: the 16 MB take 1.8 s or more once the socket buffers (under 5 MB)
+    # are full, against a timeout of 1.5 s and waits of 20 ms.
     body = b"y" * (16 << 20)
-    with SlowReader(rate=256 * 1024) as server:
-        with HTTPDataClient(url=server.url, timeout=0.5) as client:
+    with SlowReader(rate=128 * 1024) as server:
+        with HTTPDataClient(url=server.url, timeout=1.5) as client:
             assert client.send("/upload", body) is True
         assert server.received == len(body)
 
