@@ -21,7 +21,7 @@ from dataserve import (
 )
 from dataserve.codecs import CodecRegistry, MsgpackCodec
 
-from .conftest import ScriptedServer, is_closed_by_peer, put, raw_exchange, read_reply
+from .conftest import Gate, ScriptedServer, is_closed_by_peer, put, raw_exchange, read_reply
 
 
 def assert_still_serves(server: HTTPDataServer) -> None:
@@ -382,14 +382,19 @@ def test_unencodable_return_value_is_500_naming_the_type(echo_server: HTTPDataSe
     assert_still_serves(echo_server)
 
 
-def test_connection_limit_is_503(make_server: Callable[..., HTTPDataServer]) -> None:
-    server = make_server(max_connections=1)
+def test_connection_limit_is_503_when_every_connection_is_inside_a_request(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
+    gate = Gate()
+    server = make_server(gate, max_connections=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as held:
-        held.sendall(put("/echo", b"1").replace(b"Connection: close\r\n", b""))
-        assert read_reply(held).status == 200  # this connection now holds the only slot
+        held.sendall(put("/wait", b"1"))
+        gate.wait_entered(1)  # the only connection is now inside a request
         reply = raw_exchange(server.port, put("/echo", b"2"))
         problem = assert_problem(reply, 503)
         assert "1 connections" in problem["detail"]
+        gate.release.set()
+        assert read_reply(held).status == 200
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the held connection's thread ends after its close
         if raw_exchange(server.port, put("/echo", b"3")).status == 200:

@@ -47,6 +47,7 @@ from ._errors import (
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
+    WriteTimeout,
 )
 from ._handler import HTTPDataHandler, route
 
@@ -78,6 +79,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WriteTimeout",
     "route",
     "run_http_server",
 ]

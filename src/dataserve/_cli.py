@@ -209,6 +209,20 @@ def _instantiate(handler: object, spec: str) -> HTTPDataHandler:
     )
 
 
+def _log_access_to_stderr() -> None:
+    """Send the server's access log (``--access-log``) to stderr, one timestamped line each."""
+    import logging
+
+    from ._server import ACCESS_LOGGER
+
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(stream)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ._server import run_http_server
 
@@ -221,12 +235,22 @@ def _serve(args: argparse.Namespace) -> int:
     handler = _load_handler(args.handler)
     token = _token_from_env(args.auth_token_env)
     instance = _instantiate(handler, args.handler)
+    if args.access_log:
+        _log_access_to_stderr()
     try:
         if args.unix is not None:
-            run_http_server(0, instance, unix_socket=args.unix, auth_token=token)
+            run_http_server(
+                0, instance, unix_socket=args.unix, auth_token=token, access_log=args.access_log
+            )
         else:
             port = 5001 if args.port is None else args.port
-            run_http_server(port, instance, args.host or "127.0.0.1", auth_token=token)
+            run_http_server(
+                port,
+                instance,
+                args.host or "127.0.0.1",
+                auth_token=token,
+                access_log=args.access_log,
+            )
     except TypeError as exc:
         raise DataServeError(str(exc)) from exc
     return 0
@@ -337,6 +361,12 @@ def _parser() -> argparse.ArgumentParser:
         "--auth-token-env",
         metavar="VAR",
         help="require the bearer token held in this environment variable",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request to stderr: client, method, resource, status, "
+        "bytes in and out, duration (never a token or a payload)",
     )
     serve.set_defaults(run=_serve)
     send = sub.add_parser("send", help="one call: dataserve send URL RESOURCE --json '[1]'")

@@ -39,8 +39,9 @@ from ._errors import (
     DecodeError,
     ReadTimeout,
     TransportError,
+    WriteTimeout,
 )
-from ._io import send_message
+from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -64,6 +65,7 @@ USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
+_SEND_CHUNK: Final = 1 << 20
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -156,7 +158,9 @@ class HTTPDataClient:
             socket file is `ConnectError`); the ``Host`` header says ``localhost``.
         timeout: Seconds the server may stay silent: until the reply begins, and then
             between any two reads of it (as urllib3's read timeout; a reply that keeps
-            trickling in is not cut).
+            trickling in is not cut). Also the longest the server may stop reading a
+            request body being sent (`WriteTimeout`; a slow upload that keeps moving is
+            not cut).
         connect_timeout: Seconds to wait for a connection (always finite).
         retries: How many times to resend a request after a failure that may have happened
             after the handler received it (0: never).
@@ -446,6 +450,29 @@ class HTTPDataClient:
                 status, headers, data, keep_alive = _send_and_receive(
                     conn, head, body, length, self.timeout
                 )
+            except _SendFailed as failure:
+                _close_conn(conn)  # part of a request went out: the connection is unusable
+                pool._put_conn(conn)
+                cause = failure.__cause__
+                if isinstance(cause, TimeoutError):
+                    raise WriteTimeout(
+                        f"PUT {url}: the server stopped reading the request for more than "
+                        f"{self.timeout} s, so the request was not sent completely and the "
+                        "handler never received it; is the server overloaded or stuck? "
+                        "(a larger timeout= waits longer)",
+                        url,
+                    ) from cause
+                try:  # not all sent: the handler never received it (resent only if asked)
+                    retry = _next_retry(retry, url, ProtocolError(str(cause), cause))
+                except ConnectionLost:
+                    raise ConnectionLost(
+                        f"PUT {url}: the connection broke while the request was being sent "
+                        f"({cause}); the handler never received the whole request, and it "
+                        "was not resent",
+                        url,
+                    ) from cause
+                retry.sleep()
+                continue
             except (OSError, HTTPError, _BrokenReply) as exc:
                 _close_conn(conn)
                 pool._put_conn(conn)
@@ -485,6 +512,10 @@ class HTTPDataClient:
 
 class _BrokenReply(Exception):
     """The reply was cut short or is not HTTP/1.x as dataserve reads it."""
+
+
+class _SendFailed(Exception):
+    """The request could not be sent completely; its ``__cause__`` says why."""
 
 
 class _CountingSocketIO(io.RawIOBase):
@@ -608,7 +639,10 @@ def _send_and_receive(
 ) -> tuple[int, dict[str, str], bytes, bool]:
     sock = conn.sock
     sock.settimeout(timeout)
-    send_message(sock, head, body, length)
+    try:
+        _send_request(sock, head, body, length)
+    except OSError as exc:
+        raise _SendFailed from exc
     rfile = conn.reader()
     while True:
         status_line = rfile.readline(MAX_HEADER_BYTES + 1)
@@ -639,6 +673,21 @@ def _send_and_receive(
         data = rfile.read()
         keep_alive = False
     return status, headers, data, keep_alive
+
+
+def _send_request(sock: Any, head: bytes, body: Any, length: int) -> None:
+    """Send the request. The socket's timeout bounds each wait for the server to read more
+    (``sendall``'s would bound the whole transfer, failing a large body on a slow link)."""
+    if length <= ONE_WRITE_LIMIT:
+        send_message(sock, head, body, length)  # one write: no Nagle stall before the body
+        return
+    sock.sendall(head)
+    view = body if isinstance(body, memoryview) else memoryview(body)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    sent = 0
+    while sent < length:
+        sent += sock.send(view[sent : sent + _SEND_CHUNK])
 
 
 def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:

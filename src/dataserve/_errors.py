@@ -8,7 +8,8 @@
     ├── TransportError                   the exchange itself failed
     │   ├── ConnectError                 could not connect (refused, unreachable, DNS)
     │   │   └── ConnectTimeout           connecting took longer than ``connect_timeout``
-    │   ├── ReadTimeout                  no reply within ``timeout``
+    │   ├── ReadTimeout                  no reply within ``timeout``; the handler may have run
+    │   ├── WriteTimeout                 the server stopped reading the request: it never ran
     │   └── ConnectionLost               the connection broke while the request or reply travelled
     └── ServerError                      the server answered with an error status
         ├── BadRequest                   400
@@ -50,6 +51,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WriteTimeout",
     "error_class_for_status",
 ]
 
@@ -99,6 +101,15 @@ class ConnectTimeout(ConnectError):
 
 class ReadTimeout(TransportError):
     """The server did not reply within ``timeout``; the handler may have run."""
+
+
+class WriteTimeout(TransportError):
+    """The server stopped reading the request body for longer than ``timeout``.
+
+    The request was not sent completely, so the handler never received it (a dataserve
+    server calls the handler only with the whole body). Not resent automatically: a server
+    that stopped reading once (overloaded, or stuck) is likely to stop again.
+    """
 
 
 class ConnectionLost(TransportError):

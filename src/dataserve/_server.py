@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -37,6 +39,7 @@ from ._protocol import (
     Reply,
     Request,
     ServerCore,
+    _resource_of,
     error_reply,
     parse_request_head,
 )
@@ -53,6 +56,8 @@ __all__ = [
 ]
 
 _log: Final = logging.getLogger("dataserve")
+ACCESS_LOGGER: Final = "dataserve.access"
+"""The logger an ``access_log=True`` server writes one INFO line per request to."""
 
 LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
@@ -107,7 +112,7 @@ def _head(reply: Reply, length: int) -> bytes:
 
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
-    length = body.nbytes if isinstance(body, memoryview) else len(body)
+    length = _body_length(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
 
 
@@ -125,14 +130,33 @@ class ServerOptions(TypedDict, total=False):
     idle_timeout: float
     unix_socket: str | os.PathLike[str] | None
     unix_socket_mode: int
+    access_log: bool
 
 
 class _Connection:
-    __slots__ = ("busy", "deadline", "is_head", "linger", "sock", "thread", "timed_out")
+    __slots__ = (
+        "busy",
+        "deadline",
+        "evicted",
+        "idle_since",
+        "is_head",
+        "line",
+        "linger",
+        "peer",
+        "sock",
+        "successor",
+        "thread",
+        "timed_out",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_since: int, peer: object = None) -> None:
         self.sock = sock
+        self.peer = peer  # the client's address, as accept() gave it
+        self.line = b""  # the request line of a request refused in its head (access log)
         self.busy = False  # between the first byte of a request and the end of its reply
+        self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
+        self.evicted = False  # closed to make room (under the server's lock): serve no more
+        self.successor: _Connection | None = None  # served next by this one's thread
         self.deadline: float | None = None  # while a request is arriving
         self.timed_out = False  # set by the reaper, which then cuts the read side
         self.linger = False  # answered before its body was read: drain before closing
@@ -275,7 +299,11 @@ class HTTPDataServer:
             with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
             last, however slowly it trickles (408 after).
-        max_connections: Most connections served at once, each by one thread (503 beyond).
+        max_connections: Most connections open at once, each served by one thread. A new
+            connection beyond it closes the connection that has waited longest for a request
+            (idle between requests, or never sent a byte; its client reconnects on its next
+            call without an error) and takes its place; only when every connection is inside
+            a request is the new one answered 503.
         shutdown_timeout: Seconds `shutdown` waits for in-flight requests.
         expose_tracebacks: Put handler tracebacks in 500 replies. For debugging only: a
             traceback reveals code and data to every client.
@@ -288,6 +316,14 @@ class HTTPDataServer:
             ``http+unix://`` URL, and ``.port`` is ``0``.
         unix_socket_mode: Permission bits of the socket file. ``0o600`` (the default) lets
             only this user connect; ``0o660`` adds the file's group.
+        access_log: Log one line per reply to the ``dataserve.access`` logger, at INFO:
+            client address, method, resource, status, body bytes in and out, and duration
+            in ms (also as the record's attributes ``client``, ``method``, ``resource``,
+            ``status``, ``bytes_in``, ``bytes_out``, ``duration_ms``). Never a header, a
+            token, a query string or a payload. Off by default, and then free. The lines
+            show once logging is configured (e.g. ``logging.basicConfig(level=logging.INFO)``;
+            ``dataserve serve --access-log`` writes them to stderr). `make_app` has no such
+            option: under gunicorn, use gunicorn's own ``--access-logfile``.
 
     Raises:
         OSError: The port or the socket path is in use (or not usable).
@@ -311,6 +347,7 @@ class HTTPDataServer:
         idle_timeout: float = 60.0,
         unix_socket: str | os.PathLike[str] | None = None,
         unix_socket_mode: int = _unix.DEFAULT_MODE,
+        access_log: bool = False,
     ) -> None:
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
@@ -344,6 +381,7 @@ class HTTPDataServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
+        self._access_log = logging.getLogger(ACCESS_LOGGER) if access_log else None
         self._ssl_context = ssl_context
         self._socket_identity: tuple[int, int] | None = None  # the socket file we created
         if self.unix_socket is None:
@@ -367,6 +405,7 @@ class HTTPDataServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
+        self._ticks = itertools.count()  # orders connections by when they began to wait
         self._closing = threading.Event()
         self._serving = threading.Event()
         self._stopped = threading.Event()
@@ -543,19 +582,38 @@ class HTTPDataServer:
 
     def _accept(self) -> None:
         try:
-            sock, _ = self._listener.accept()
+            sock, peer = self._listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 _log.error("dataserve: cannot accept a connection: %s", exc)
                 time.sleep(0.1)  # out of descriptors: do not spin while the backlog waits
             return
+        victim = None
         with self._lock:
+            conn = _Connection(sock, next(self._ticks), peer)
             full = len(self._connections) >= self.max_connections
-            if not full:
-                conn = _Connection(sock)
+            if full:
+                victim = self._longest_idle()
+            if victim is not None:
+                # Make room: the victim's thread closes it, then serves the new connection,
+                # so the server never runs more than max_connections connection threads.
+                victim.evicted = True
+                victim.successor = conn
+                conn.thread = victim.thread
+                self._connections.discard(victim)
+                victim_sock = victim.sock  # read under the lock: TLS swaps it (_serve_socket)
+            if not full or victim is not None:
                 self._connections.add(conn)
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Both sides at once: the client sees the close (FIN) before its next call and
+            # reconnects; the victim's thread, waiting for a request, wakes and closes it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(victim_sock, socket.SHUT_RDWR)
+            return
         if full:
-            self._refuse(sock, _AT_LIMIT_FMT.format(self.max_connections))
+            self._refuse(conn, _AT_LIMIT_FMT.format(self.max_connections))
             return
         thread = threading.Thread(
             target=self._serve_connection, args=(conn,), daemon=True, name="dataserve-conn"
@@ -570,24 +628,104 @@ class HTTPDataServer:
                 self._connections.discard(conn)
             conn.thread = None
             _log.error("dataserve: cannot serve a new connection: %s", exc)
-            self._refuse(sock, "the server cannot serve another connection now; try again later")
+            self._refuse(conn, "the server cannot serve another connection now; try again later")
 
-    def _refuse(self, sock: socket.socket, detail: str) -> None:
+    def _longest_idle(self) -> _Connection | None:
+        """The connection that has waited longest for a request (between requests, or never
+        sent a byte), or ``None`` when every connection is inside a request. Under the lock."""
+        waiting = {conn.sock.fileno(): conn for conn in self._connections if not conn.busy}
+        waiting.pop(-1, None)  # a TLS socket being swapped (_serve_socket): not this one
+        for fd in _readable(list(waiting)):
+            del waiting[fd]  # input waits: a request (or a close) begins, its thread wakes
+        return min(waiting.values(), key=_idle_since, default=None)
+
+    def _refuse(self, conn: _Connection, detail: str) -> None:
         """Answer 503 to a connection we will not serve, without blocking the accept loop."""
+        started = time.perf_counter()
+        sock = conn.sock
+        reply = error_reply(HTTPError(503, detail, close=True))
         try:
             sock.settimeout(0.5)
-            _send(sock, error_reply(HTTPError(503, detail, close=True)))
+            _send(sock, reply)
         except OSError:
             _close(sock)
             return
         self._lingerer.add(sock)
+        if self._access_log is not None:
+            self._log_access(conn, None, 503, 0, len(reply.body), started)
+
+    def _log_access(
+        self,
+        conn: _Connection,
+        request: Request | None,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        started: float,
+    ) -> None:
+        """One line for one reply; the request's head as parsed, or as refused (conn.line)."""
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        method, resource = "-", None
+        if request is not None:
+            method = "HEAD" if request.codec is None else "PUT"
+            resource = request.resource if request.codec is not None else _path(request.resource)
+        elif conn.line:
+            with contextlib.suppress(HTTPError):  # the line alone: a stand-in for its headers
+                head = parse_request_head(conn.line.rstrip(b"\r\n"), [b"Host: -"])
+                method, resource = head.method, _path(head.target)
+        conn.line = b""
+        peer = conn.peer
+        if isinstance(peer, tuple):
+            client = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        else:
+            client = str(peer or "-")  # e.g. a Unix socket's (unnamed) peer
+        cast(logging.Logger, self._access_log).info(
+            "%s %s %s %d in=%d out=%d %.2fms",
+            client,
+            method,
+            "-" if resource is None else repr(resource),  # repr: a CR or LF stays escaped
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            extra={
+                "client": client,
+                "method": method,
+                "resource": resource,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": duration_ms,
+            },
+        )
 
     def _serve_connection(self, conn: _Connection) -> None:
+        current: _Connection | None = conn
+        while current is not None:
+            self._serve_socket(current)
+            with self._lock:  # after this, _accept can no longer hand this thread a successor
+                self._connections.discard(current)
+                successor = current.successor
+            if current.linger:
+                self._lingerer.add(current.sock)
+            else:
+                _close(current.sock)
+            current = successor
+
+    def _serve_socket(self, conn: _Connection) -> None:
         sock = conn.sock
         try:
             if self._ssl_context is not None:
                 sock.settimeout(self.request_timeout)
-                sock = conn.sock = self._ssl_context.wrap_socket(sock, server_side=True)
+                sock = self._ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+                with self._lock:  # an eviction cuts conn.sock: the old one is detached now
+                    conn.sock = sock
+                    evicted = conn.evicted
+                if evicted:
+                    return
+                sock.do_handshake()
             with cast(io.BufferedReader, sock.makefile("rb", _READ_BUFFER)) as rfile:
                 while self._serve_one(conn, sock, rfile):
                     pass
@@ -595,13 +733,6 @@ class HTTPDataServer:
             pass  # the peer went away or the socket was cut by shutdown()
         except Exception:  # pragma: no cover - a bug in dataserve itself
             _log.exception("dataserve: unexpected error serving a connection")
-        finally:
-            with self._lock:
-                self._connections.discard(conn)
-            if conn.linger:
-                self._lingerer.add(sock)
-            else:
-                _close(sock)
 
     def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
         """Serve one request; return whether the connection stays open."""
@@ -613,17 +744,22 @@ class HTTPDataServer:
             return False  # idle keep-alive connection: close quietly
         # From the first byte on, the whole request must arrive by the deadline, however
         # slowly it trickles: the reaper thread cuts the read side once it has passed.
-        with self._lock:  # shutdown() cuts the connections that are not busy, under this lock
+        with self._lock:  # shutdown() and evictions take connections that are not busy
+            if conn.evicted:
+                return False  # closed to make room an instant ago: the peer will reconnect
             closing = self._closing.is_set()
             conn.busy = True
+        access = self._access_log  # None unless access_log=True
+        started = 0.0 if access is None else time.perf_counter()
         conn.deadline = time.monotonic() + self.request_timeout
         conn.is_head = rfile.peek(5).startswith(b"HEAD ")
+        request: Request | None = None
         try:
             sock.settimeout(self.request_timeout)
             try:
                 if not closing:
                     request = self._read_head(conn, rfile)
-                if closing or self._closing.is_set():
+                if request is None or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
                 if request.expect_continue and (length or request.chunked):
@@ -638,23 +774,29 @@ class HTTPDataServer:
                     return False  # the peer closed mid-body: nobody to answer
                 with self._lock:  # the reaper marks timed_out under it: final from here on
                     conn.deadline = None
-            except HTTPError as error:
-                _send(sock, error_reply(error), head_only=conn.is_head)
+            except (HTTPError, TimeoutError) as exc:
+                error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
+                reply = error_reply(error)
+                _send(sock, reply, head_only=conn.is_head)
+                if access is not None:
+                    out = 0 if conn.is_head else len(reply.body)
+                    self._log_access(conn, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
-                conn.linger = error.close
+                conn.linger = error.close and error is not _TIMEOUT_ERROR
                 return not error.close
-            except TimeoutError:
-                _send(sock, error_reply(_TIMEOUT_ERROR), head_only=conn.is_head)
-                return False
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
             _send(sock, reply, head_only=request.codec is None)
+            if access is not None:
+                out = 0 if request.codec is None else _body_length(reply.body)
+                self._log_access(conn, request, reply.status, length, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
             conn.linger = reply.close and request.codec is None
             return not reply.close
         finally:
+            conn.idle_since = next(self._ticks)  # before busy is cleared: never a stale tick
             conn.busy = False
             conn.deadline = None
 
@@ -678,6 +820,13 @@ class HTTPDataServer:
             if not line:
                 raise OSError("connection closed before a request line")
             raise HTTPError(400, "request line not terminated by CRLF", close=True)
+        try:
+            return self._read_fields(conn, rfile, line)
+        except (HTTPError, TimeoutError):
+            conn.line = line  # for the access log: what was refused, without its headers
+            raise
+
+    def _read_fields(self, conn: _Connection, rfile: io.BufferedReader, line: bytes) -> Request:
         header_lines: list[bytes] = []
         total = 0
         while True:
@@ -744,6 +893,34 @@ def _join_all(
         thread = conn.thread
         if thread is not None and thread not in exempt and thread.ident is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _body_length(body: Any) -> int:
+    return body.nbytes if isinstance(body, memoryview) else len(body)
+
+
+def _path(target: str) -> str:
+    """A request target's path, percent-decoded where it can be, without the query string
+    (which may carry a secret)."""
+    try:
+        return _resource_of(target)
+    except (HTTPError, IndexError):
+        return target.partition("?")[0]
+
+
+def _idle_since(conn: _Connection) -> int:
+    return conn.idle_since
+
+
+def _readable(fds: list[int]) -> list[int]:
+    """Those of ``fds`` with input waiting (or a close), without waiting; ``[]`` where the
+    platform has no ``poll``."""
+    if not fds or not hasattr(select, "poll"):
+        return []
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(0)]
 
 
 def _cut(sock: socket.socket) -> None:
