@@ -49,7 +49,7 @@ from ._protocol import (
     parse_response_head,
     raise_for_reply,
 )
-from .codecs._registry import CodecRegistry, default_registry
+from .codecs._registry import CodecRegistry, decode_failure, default_registry
 
 __all__ = ["HTTPDataClient"]
 
@@ -386,10 +386,9 @@ class HTTPDataClient:
         try:
             return self.registry.decode(codec, data, params, target)
         except DecodeError as exc:
+            what = f"reply of PUT {self.url}{path}"
             raise DecodeError(
-                f"the reply of PUT {self.url}{path} could not be decoded"
-                f"{'' if target is None else f' as {target!r}'}: "
-                f"{exc.__cause__ or exc}"
+                decode_failure(codec.media_type, target, exc.__cause__ or exc, what)
             ) from exc
 
 

@@ -61,6 +61,11 @@ class Codec(Protocol[T]):
             data: The body (any bytes-like object; may be a ``memoryview``).
             params: The media-type parameters, names lower-cased (e.g. ``{"charset": "utf-8"}``).
             type: The typed target of ``send(..., type=T)`` or of a typed route, or ``None``.
+        Raises:
+            msgspec.ValidationError: The body is valid but does not fit ``type`` (reported as
+                "does not match"; end the message with the path, as msgspec does).
+            ValueError: Any other failure (reported as "could not be decoded"); also
+                ``TypeError``, ``LookupError``, ``OverflowError`` and ``RecursionError``.
         """
         ...
 
@@ -133,6 +138,7 @@ class TextCodec:
 _JSON_ENCODER: Final = msgspec.json.Encoder()
 _JSON_DECODER: Final = msgspec.json.Decoder()
 _JSON_TYPED: Final = TypedDecoderCache(msgspec.json.Decoder)
+_JSON_SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)  # checks the syntax, builds nothing
 _MSGPACK_ENCODER: Final = msgspec.msgpack.Encoder()
 
 # Non-finite floats, written as Python's json module writes them (and dataserve 0.1 did).
@@ -231,7 +237,7 @@ class JsonCodec:
         """Decode (JSON is always UTF-8; a ``charset`` parameter is ignored).
 
         Raises:
-            msgspec.ValidationError: The body does not match ``type``.
+            msgspec.ValidationError: The body is valid JSON but does not match ``type``.
             msgspec.DecodeError: The body is not valid JSON.
         """
         try:
@@ -239,6 +245,14 @@ class JsonCodec:
                 return _JSON_DECODER.decode(data)
             return _JSON_TYPED.get(type).decode(data)
         except msgspec.ValidationError:
+            if type is None:
+                raise  # e.g. a number out of range
+            # A typed decode stops at the first mismatch: it is one only if the whole body is
+            # valid JSON (NaN and Infinity included).
+            try:
+                _JSON_SYNTAX.decode(data)
+            except msgspec.DecodeError as exc:
+                return _decode_json_fallback(data, type, exc)
             raise
         except msgspec.DecodeError as exc:
             return _decode_json_fallback(data, type, exc)
