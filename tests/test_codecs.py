@@ -112,6 +112,16 @@ def test_unencodable_value_error_names_type() -> None:
         CodecRegistry(plugins=False).encode(Money(1), "/r")
 
 
+def test_value_refused_by_the_codec_claiming_its_type_says_that_codec_refused_it() -> None:
+    # JSON claims lists: the fault is an item, and "register a codec for list" would be untrue.
+    with pytest.raises(EncodeError) as info:
+        CodecRegistry(plugins=False).encode([1, Money(1)], "/r")
+    assert str(info.value) == (
+        "The application/json codec cannot encode this 'list' value (sending to '/r'): "
+        "Encoding objects of type Money is unsupported"
+    )
+
+
 def test_custom_codec_round_trip_with_registries() -> None:
     registry = CodecRegistry()
     registry.register(MoneyCodec())

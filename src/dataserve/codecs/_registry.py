@@ -248,7 +248,13 @@ class CodecRegistry:
             return codec.encode(value)
         except ENCODE_ERRORS as exc:
             where = f" (sending to {resource!r})" if resource else ""
-            name = value.__class__.__name__
+            cls = value.__class__
+            name = cls.__name__
+            if any(base in codec.types for base in cls.__mro__):
+                # A codec that claims the type refused this value: its reason says why.
+                raise EncodeError(
+                    f"The {codec.media_type} codec cannot encode this {name!r} value{where}: {exc}"
+                ) from exc
             raise EncodeError(
                 f"No codec encodes values of type {name!r}{where}: {exc}; "
                 f"send a JSON-able value, str or bytes, or register a codec for {name}"
