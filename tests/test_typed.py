@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, Optional
 
 import msgspec
 import pytest
@@ -247,3 +250,42 @@ def test_msgpack_mismatch_is_told_from_undecodable_body() -> None:
         )
         with HTTPDataClient(url=server.url, registry=registry) as client:
             assert client.send("/add", [1, 2]) == 3
+
+
+# -- type forms that are not classes (typed for mypy through PEP 747 TypeForm) -----------------
+
+
+def test_type_forms_that_are_not_classes_decode_at_run_time(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/echo", 5, type=int | None) == 5
+    assert typed_client.send("/echo", 5, type=Optional[int]) == 5  # noqa: UP045
+    assert typed_client.send("/text", type=Literal["hi", "bye"]) == "hi"
+    assert typed_client.send("/pair", type=Pair | None) == Pair("x", 1.5)
+    assert typed_client.send("/echo", [1, 2], type=list[Literal[1, 2]]) == [1, 2]
+    with pytest.raises(DecodeError) as info:
+        typed_client.send("/echo", "c", type=Literal["a", "b"])
+    assert str(info.value) == (
+        f"the text/plain reply of PUT {typed_client.url}/echo is valid but does not match "
+        "Literal['a', 'b']: Invalid enum value 'c'"
+    )
+
+
+def test_typed_send_needs_no_typing_extensions_at_run_time(typed_server: HTTPDataServer) -> None:
+    # TypeForm is imported for type checkers only: dataserve runs where typing_extensions is
+    # not installed (msgspec imports it only if it is there).
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["typing_extensions"] = None  # any import of it now fails
+        from typing import Literal
+        from dataserve import HTTPDataClient
+        with HTTPDataClient(url=sys.argv[1]) as client:
+            print(client.send("/add", [1, 2], type=int | None))
+            print(client.send("/text", type=Literal["hi"]))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script, typed_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["3", "hi"]
