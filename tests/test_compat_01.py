@@ -543,3 +543,20 @@ def test_01_client_escaped_resource_arrives_decoded_at_dataserve(
     server, handler = recorder
     assert send01(server.url, "/a b", "x").status == 404
     assert handler.resources == ["/a b"]
+
+
+def test_non_finite_floats_travel_both_ways_with_01_peers(
+    client01: HTTPDataClient, recorder: tuple[HTTPDataServer, Recorder]
+) -> None:
+    # 0.1 wrote NaN and the infinities as the json module does (NaN, Infinity, -Infinity): a
+    # 0.1 server reads what this client sends and answers the same tokens, which it reads back.
+    nan, inf = float("nan"), float("inf")
+    assert repr(client01.send("/echo", [1.0, nan, inf, -inf])) == "[1.0, nan, inf, -inf]"
+    assert repr(client01.send("/echo", [nan], type=list[float])) == "[nan]"
+    # A 0.1 client sending them reaches the handler with the floats, not a 400 or None.
+    server, handler = recorder
+    sent = send01(server.url, "/repr", [1.0, nan, inf, -inf])
+    assert (sent.status, sent.value) == (200, "[1.0, nan, inf, -inf]")
+    assert repr(handler.received) == "[[1.0, nan, inf, -inf]]"
+    back = send01(server.url, "/xdata", [nan])
+    assert (back.status, repr(back.value)) == (200, "[1, 2, 3, nan]")

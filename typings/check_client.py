@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Optional, Union, assert_type
+from typing import Annotated, Any, Literal, Optional, Union, assert_type
 
 import msgspec
 
@@ -54,13 +54,29 @@ def typed_calls(client: HTTPDataClient) -> None:
     assert_type(client.send("/pair", type=tuple[int, str]), tuple[int, str])
     assert_type(client.send("/n", 3, type=int), int)
     assert_type(client.send("/x", 3, type=float), float)
-    # Non-class type forms are Any until PEP 747 TypeForm. (Written with ``Union``: mypy types
-    # the expression ``int | str`` as ``UnionType | <int's constructor>``, so that spelling
-    # gives ``Any | int``.)
-    assert_type(client.send("/u", type=Union[int, str]), Any)  # noqa: UP007
-    assert_type(client.send("/u", type=Optional[int]), Any)  # noqa: UP045
-    wide: int | str = client.send("/u", type=int | str)
-    print(wide)
+    assert_type(client.send("/x", 3, type=None), Any)
+
+
+def type_forms(client: HTTPDataClient) -> None:
+    # Type forms that are not a class, through PEP 747's TypeForm (mypy >= 2.2 by default).
+    assert_type(client.send("/u", type=int | None), int | None)
+    assert_type(client.send("/u", type=Optional[int]), int | None)  # noqa: UP045
+    assert_type(client.send("/u", type=Union[int, str]), int | str)  # noqa: UP007
+    assert_type(client.send("/u", type=int | str), int | str)
+    assert_type(client.send("/l", type=Literal["a", "b"]), Literal["a", "b"])
+    assert_type(client.send("/l", type=list[Literal[1, 2]]), list[Literal[1, 2]])
+    assert_type(client.send("/p", type=Point | None), Point | None)
+    assert_type(client.send("/p", type=Optional[Label]), Label | None)  # noqa: UP045
+    assert_type(
+        client.send("/p", type=list[Point] | dict[str, Label]), list[Point] | dict[str, Label]
+    )
+    assert_type(client.send("/a", type=Annotated[int, msgspec.Meta(ge=0)]), int)
+    assert_type(client.send("/o", type=object), object)
+    alias = list[int]
+    assert_type(client.send("/xs", type=alias), list[int])
+    maybe: int | None = client.send("/u", type=int | None)
+    choice: Literal["a", "b"] = client.send("/l", type=Literal["a", "b"])
+    print(maybe, choice)
 
 
 def typed_results_flow(client: HTTPDataClient) -> None:

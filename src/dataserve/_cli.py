@@ -64,7 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     with HTTPDataServer(DemoHandler, port=0) as server, HTTPDataClient(url=server.url) as client:
         print(f"dataserve demo: a server with a small dataset is running at {server.url}")
-        calls: list[tuple[str, str, object, object]] = [
+        calls: list[tuple[str, str, object, Any]] = [  # Any: a type form per call
             ("JSON", "/readings", 10, None),
             ("text", "/greet", "world", None),
             ("bytes", "/reverse", b"\x00\x01\x02dataserve", None),

@@ -11,7 +11,7 @@ import ssl
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Final, Self, SupportsIndex, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Self, SupportsIndex, TypeVar, cast, overload
 from urllib.parse import quote
 
 import urllib3
@@ -52,11 +52,19 @@ from ._protocol import (
     parse_response_head,
     raise_for_reply,
 )
-from .codecs._registry import CodecRegistry, default_registry
+from .codecs._registry import CodecRegistry, decode_failure, default_registry
 
 __all__ = ["HTTPDataClient"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    import typing_extensions
+    from typing_extensions import TypeForm  # type-only: no runtime dependency
+
+    # A checker that knows no TypeForm (mypy < 1.19) cannot solve T from a non-class type
+    # form; the default makes that Any rather than Never.
+    T = typing_extensions.TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
 
 CONNECT_RETRIES: Final = 2
 """Failed connection attempts are retried this often: the request never left, so it is safe."""
@@ -274,12 +282,19 @@ class HTTPDataClient:
 
     # -- calls -----------------------------------------------------------------------------
 
+    # The overloads of every client's send (an async client copies them, with ``async def``
+    # and the same three signatures). None is a catch-all: a type= that fits no overload, or
+    # whose result is assigned to an incompatible type, is an error (SPEC section 5).
+    # 1. No type= (or None): the untyped reply.
+    # 2. A class (list[int], a Struct, a dataclass): T, on every checker.
+    # 3. Any other type form (int | None, Optional[int], Literal["a"]): T, through PEP 747's
+    #    TypeForm (mypy >= 2.2 and pyright >= 1.1.412 by default; see the README's Client).
     @overload
-    def send(self, resource: str, payload: object = None) -> Any: ...
+    def send(self, resource: str, payload: object = None, *, type: None = None) -> Any: ...
     @overload
     def send(self, resource: str, payload: object = None, *, type: type[T]) -> T: ...
     @overload
-    def send(self, resource: str, payload: object = None, *, type: object) -> Any: ...
+    def send(self, resource: str, payload: object = None, *, type: TypeForm[T]) -> T: ...
 
     def send(self, resource: str, payload: object = None, *, type: object = None) -> Any:
         """Call a resource with a payload and return the decoded reply.
@@ -288,12 +303,14 @@ class HTTPDataClient:
             resource: The resource, e.g. ``"/xdata"`` (a leading ``/`` is added if missing).
             payload: Any value a codec encodes; ``None`` travels as JSON ``null``.
             type: Decode the reply into this type with msgspec's typed decoding
-                (``list[int]``, a Struct, a dataclass, ``str``, ...).
+                (``list[int]``, a Struct, a dataclass, ``str``, ``int | None``,
+                ``Literal["a", "b"]``, ...); type checkers see the result as this type.
         Returns:
             The reply, decoded (into ``type`` when given).
         Raises:
             EncodeError: No codec encodes ``payload`` (raised before any traffic).
-            DecodeError: The reply could not be decoded, or does not fit ``type``.
+            DecodeError: The reply could not be decoded, or is valid but does not match
+                ``type`` (the message says which, with msgspec's path such as ``$[2]``).
             TransportError: No connection, a broken connection, or a timeout.
             ServerError: The server answered with an error status (a subclass per status).
         """
@@ -503,10 +520,9 @@ class HTTPDataClient:
         try:
             return self.registry.decode(codec, data, params, target)
         except DecodeError as exc:
+            what = f"reply of PUT {self.url}{path}"
             raise DecodeError(
-                f"the reply of PUT {self.url}{path} could not be decoded"
-                f"{'' if target is None else f' as {target!r}'}: "
-                f"{exc.__cause__ or exc}"
+                decode_failure(codec.media_type, target, exc.__cause__ or exc, what)
             ) from exc
 
 

@@ -674,14 +674,14 @@ class ServerCore:
         if result is None and (route is None or not route.none_is_value):
             raise HTTPError(404, _none_detail(resource, route))
         try:
-            out_codec, data = self.registry.encode_for(result, request.accept, resource)
+            out_codec, data = self.registry.encode_for(result, request.accept)
             content_type = self.registry.content_type(out_codec, result)
         except EncodeError as exc:
             name = result.__class__.__name__
             raise HTTPError(
                 500,
-                f"the handler returned a value of type {name!r} for "
-                f"{resource!r}, which no codec on the server encodes",
+                f"the handler returned a value of type {name!r} for {resource!r} "
+                f"that the server could not encode: {exc}",
                 extra={"exception": "EncodeError"},
             ) from exc
         headers = self._ok_headers.get(content_type)
