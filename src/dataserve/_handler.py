@@ -7,6 +7,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar
 
+from ._stream import is_stream_annotation
+
 __all__ = [
     "HTTPDataHandler",
     "ResolvedRoute",
@@ -27,6 +29,13 @@ def route(resource: str) -> Callable[[F], F]:
     mismatch is a 400 with msgspec's path in ``detail``), and the return value must fit the
     return annotation (otherwise a 500). Unannotated means untyped. String annotations
     (``from __future__ import annotations``) are resolved when the server is created.
+
+    A payload annotated ``typing.BinaryIO`` (or ``IO[bytes]``) is not decoded: the route gets
+    the request body as a readable binary stream (any ``Content-Type``), reads what it wants
+    (at most the body, never more than ``max_body_size``), and may write it straight to disk
+    with ``shutil.copyfileobj``. What it leaves unread is discarded after it returns (up to
+    1 MiB; beyond that the connection is closed after the reply). A route may also return a
+    binary file object (streamed back, then closed) or a ``memoryview``.
 
     Example::
 
@@ -100,16 +109,25 @@ class HTTPDataHandler:
 
 
 class ResolvedRoute:
-    """A route bound to a handler instance, with its annotations resolved."""
+    """A route bound to a handler instance, with its annotations resolved.
 
-    __slots__ = ("method", "payload_type", "return_type")
+    ``stream`` is set for a payload annotated ``typing.BinaryIO`` (or ``IO[bytes]``): the
+    route reads the request body as a stream instead of receiving a decoded value.
+    """
+
+    __slots__ = ("method", "payload_type", "return_type", "stream")
 
     def __init__(
-        self, method: Callable[[Any], object], payload_type: object, return_type: object
+        self,
+        method: Callable[[Any], object],
+        payload_type: object,
+        return_type: object,
+        stream: bool = False,
     ) -> None:
         self.method = method
         self.payload_type = payload_type
         self.return_type = return_type
+        self.stream = stream
 
 
 def resolve_routes(handler: HTTPDataHandler) -> dict[str, ResolvedRoute]:
@@ -139,7 +157,12 @@ def resolve_routes(handler: HTTPDataHandler) -> dict[str, ResolvedRoute]:
             payload_type = None
         if return_type in (Any, object, type(None)):
             return_type = None
-        resolved[resource] = ResolvedRoute(method, payload_type, return_type)
+        stream = is_stream_annotation(payload_type)  # the body as a stream, not decoded
+        if stream:
+            payload_type = None
+        if is_stream_annotation(return_type):  # a returned file is streamed as it is
+            return_type = None
+        resolved[resource] = ResolvedRoute(method, payload_type, return_type, stream)
     return resolved
 
 

@@ -24,9 +24,11 @@ from types import FrameType, TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack, cast
 
 from ._handler import HTTPDataHandler, instantiate_handler
-from ._io import send_message
+from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
+    CHUNK_TAIL,
     DEFAULT_MAX_BODY_SIZE,
+    LAST_CHUNK,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -35,8 +37,21 @@ from ._protocol import (
     Reply,
     Request,
     ServerCore,
+    chunk_head,
     error_reply,
     parse_request_head,
+)
+from ._stream import (
+    DRAIN_LIMIT,
+    BodyCutShort,
+    BodyTimeout,
+    FileBody,
+    FileChunks,
+    FileEndedEarly,
+    RequestBody,
+    kernel_offset,
+    read_whole,
+    send_file_region,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -82,6 +97,13 @@ _prefixes: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
 
 def _head(reply: Reply, length: int) -> bytes:
     """The reply head: status line and headers, with framing, ending in the blank line."""
+    prefix = _head_prefix(reply)
+    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+
+
+def _head_prefix(reply: Reply) -> bytes:
+    """The status line and the reply's own headers (framing excluded), cached."""
     key = (reply.status, reply.headers)
     prefix = _prefixes.get(key)
     if prefix is None:
@@ -91,14 +113,72 @@ def _head(reply: Reply, length: int) -> bytes:
         if len(_prefixes) >= 256:
             _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
         _prefixes[key] = prefix
-    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
-    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+    return prefix
 
 
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
+    if body.__class__ is FileBody:
+        _send_file(sock, reply, body, head_only)
+        return
     length = body.nbytes if isinstance(body, memoryview) else len(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
+
+
+def _send_file(sock: socket.socket, reply: Reply, body: FileBody, head_only: bool) -> None:
+    """Stream a file a handler returned, then close it (also when the client went away).
+
+    With a known size, it goes out with its ``Content-Length``: from the kernel
+    (``sendfile``, zero-copy) for a regular file on a plain TCP socket, otherwise in chunks
+    read into one reused buffer (TLS, ``BytesIO``, ...). A small one goes out in one write with
+    the head. A file of unknown size (a pipe) goes out chunked, or delimited by closing the
+    connection when the reply closes it anyway (so an HTTP/1.0 peer can read it).
+    """
+    try:
+        size = body.size
+        if head_only:
+            sock.sendall(_head(reply, size or 0))
+        elif size is None:
+            framing = b"" if reply.close else b"Transfer-Encoding: chunked\r\n"
+            end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+            sock.sendall(_head_prefix(reply) + framing + _http_date(time.time()) + end)
+            chunks = FileChunks(body.file, None)
+            while chunk := chunks.next():
+                if reply.close:
+                    sock.sendall(chunk)
+                else:
+                    sock.sendall(chunk_head(len(chunk)))
+                    sock.sendall(chunk)
+                    sock.sendall(CHUNK_TAIL)
+            if not reply.close:
+                sock.sendall(LAST_CHUNK)
+        elif size <= ONE_WRITE_LIMIT:
+            data = read_whole(body.file, size)
+            send_message(sock, _head(reply, size), data, size)
+        else:
+            offset = kernel_offset(body.file) if sock.__class__ is socket.socket else None
+            sock.sendall(_head(reply, size))
+            if offset is not None:
+                send_file_region(sock, body.file, offset, size)
+            else:
+                chunks = FileChunks(body.file, size)
+                while chunk := chunks.next():
+                    sock.sendall(chunk)
+    except (FileEndedEarly, TypeError) as exc:
+        reason = (
+            f"it ended after {exc.done} of its {exc.size} bytes (it shrank while being sent)"
+            if isinstance(exc, FileEndedEarly)
+            else str(exc)
+        )
+        _log.error(
+            "dataserve: the file returned for %r could not be sent whole: %s; "
+            "the connection was closed",
+            body.resource,
+            reason,
+        )
+        raise ConnectionAbortedError("the reply's file could not be sent") from None
+    finally:
+        body.close()
 
 
 class ServerOptions(TypedDict, total=False):
@@ -567,6 +647,8 @@ class HTTPDataServer:
                 length = request.content_length
                 if request.expect_continue and length:
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if request.stream:  # a BinaryIO route reads the body itself, as it arrives
+                    return self._serve_streamed(conn, sock, rfile, request)
                 body = rfile.read(length) if length else b""
                 if len(body) < length:
                     if conn.timed_out:
@@ -593,6 +675,43 @@ class HTTPDataServer:
         finally:
             conn.busy = False
             conn.deadline = None
+
+    def _serve_streamed(
+        self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader, request: Request
+    ) -> bool:
+        """Serve a request whose route reads its body as a stream; return whether the
+        connection stays open.
+
+        From here on ``request_timeout`` bounds each wait for body bytes (a stall), not the
+        whole body: a large upload that keeps moving is never cut. What the route leaves
+        unread is drained (up to `DRAIN_LIMIT`) to keep the connection; beyond that, or after
+        a failed read, the reply closes it (and lingers, so the client sees the reply).
+        """
+        with self._lock:  # the reaper marks timed_out under it
+            conn.deadline = None
+            timed_out = conn.timed_out
+        if timed_out:
+            _send(sock, error_reply(_TIMEOUT_ERROR))
+            return False
+        source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
+        stream = RequestBody(source, self._core.max_body_size)
+        reply = self._core.handle(request, stream)
+        if isinstance(stream.error, BodyCutShort):
+            if reply.body.__class__ is FileBody:
+                reply.body.close()
+            return False  # the client went away mid-body: nobody to answer
+        if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
+            reply.close = True
+        if self._closing.is_set() or conn.timed_out:
+            reply.close = True
+        try:
+            _send(sock, reply)
+        except TimeoutError:
+            return False  # the client stopped reading the reply
+        # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
+        # that can destroy this reply before it is read. (A timed-out read side is cut.)
+        conn.linger = reply.close and not stream.at_end and not conn.timed_out
+        return not reply.close
 
     def _readline(self, conn: _Connection, rfile: io.BufferedReader, limit: int) -> bytes:
         line = rfile.readline(limit)
@@ -634,6 +753,75 @@ class HTTPDataServer:
             header_lines.append(header[:-2])
         head = parse_request_head(line[:-2], header_lines)
         return self._core.check_head(head)
+
+
+class _SocketBody:
+    """A streamed request body on the threaded server: at most ``length`` bytes of the
+    connection's buffered reader.
+
+    Each wait for bytes may last ``request_timeout`` (the socket's timeout; the reaper's
+    deadline is set only while it waits), so the whole body may take as long as it needs.
+    """
+
+    __slots__ = ("_conn", "_rfile", "_timeout", "length", "remaining")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, length: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self.length = length
+        self.remaining = length
+
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def read1(self, size: int, /) -> bytes:
+        wanted = min(size, self.remaining)
+        if wanted <= 0:
+            return b""
+        self._conn.deadline = time.monotonic() + self._timeout
+        try:
+            data = self._rfile.read1(wanted)
+        except TimeoutError:
+            raise self._stalled() from None
+        finally:
+            self._conn.deadline = None
+        if not data:
+            raise self._cut_short()
+        self.remaining -= len(data)
+        return data
+
+    def readinto1(self, view: memoryview, /) -> int:
+        wanted = min(len(view), self.remaining)
+        if wanted <= 0:
+            return 0
+        self._conn.deadline = time.monotonic() + self._timeout
+        try:
+            count = self._rfile.readinto1(view[:wanted])
+        except TimeoutError:
+            raise self._stalled() from None
+        finally:
+            self._conn.deadline = None
+        if not count:
+            raise self._cut_short()
+        self.remaining -= count
+        return count
+
+    def _stalled(self) -> BodyTimeout:
+        return BodyTimeout(
+            f"no byte of the request body arrived for {self._timeout} s "
+            f"({self.length - self.remaining} of {self.length} bytes had)"
+        )
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:  # the reaper cut the read side
+            return self._stalled()
+        return BodyCutShort(
+            f"the client closed the connection after {self.length - self.remaining} "
+            f"of {self.length} body bytes"
+        )
 
 
 _TIMEOUT_ERROR: Final = HTTPError(
