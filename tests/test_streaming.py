@@ -926,3 +926,146 @@ def test_gunicorn_serves_a_binaryio_route_and_a_returned_file(tmp_path: Path) ->
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+# -- the command line -------------------------------------------------------------------------
+
+CLI_HANDLER = textwrap.dedent(
+    """
+    import hashlib, tempfile
+    from typing import BinaryIO
+    from dataserve import HTTPDataHandler, route
+
+    class Cli(HTTPDataHandler):
+        def handle_request(self, resource, payload):
+            if resource == "/blob":
+                f = tempfile.TemporaryFile()  # noqa: SIM115 (the server closes it)
+                f.write(bytes(range(256)) * (payload // 256))
+                f.seek(0)
+                return f
+            return None
+
+        @route("/sha256")
+        def sha256(self, payload: BinaryIO) -> str:
+            digest = hashlib.sha256()
+            while chunk := payload.read(1 << 20):
+                digest.update(chunk)
+            return digest.hexdigest()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("cli")
+    (directory / "cli_handler.py").write_text(CLI_HANDLER)
+    sys.path.insert(0, str(directory))
+    try:
+        import cli_handler  # type: ignore[import-not-found]
+
+        with HTTPDataServer(cli_handler.Cli) as srv:
+            yield srv.url
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop("cli_handler", None)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dataserve", "send", *args]
+
+
+def test_cli_file_and_out_stream_quietly_when_piped(cli_server: str, tmp_path: Path) -> None:
+    data = _blob(12 * MB)
+    source, target = tmp_path / "in.bin", tmp_path / "out.bin"
+    source.write_bytes(data)
+    result = subprocess.run(
+        _cli(cli_server, "/sha256", "--file", str(source)),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == hashlib.sha256(data).hexdigest()
+    assert result.stderr == b""  # stderr is a pipe: no progress line
+    result = subprocess.run(
+        _cli(cli_server, "/blob", "--json", str(12 * MB), "--out", str(target)),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == (b"", b"")
+    assert target.read_bytes() == bytes(range(256)) * (12 * MB // 256)
+
+
+def test_cli_out_is_left_alone_on_an_error_reply(cli_server: str, tmp_path: Path) -> None:
+    target = tmp_path / "keep.bin"
+    target.write_bytes(b"precious")
+    result = subprocess.run(
+        _cli(cli_server, "/nothing", "--json", "1", "--out", str(target)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "404" in result.stderr
+    assert target.read_bytes() == b"precious"
+
+
+def _run_on_pty(command: list[str]) -> tuple[int, bytes, bytes]:
+    """Run with stderr on a pseudo-terminal: (exit code, stdout, what the terminal got)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=slave)
+    finally:
+        os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()
+        proc.stdout.close()
+        return proc.wait(WAIT), stdout, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT)
+        os.close(master)
+
+
+def test_cli_draws_a_progress_line_on_a_terminal(cli_server: str, tmp_path: Path) -> None:
+    data = _blob(12 * MB)
+    source, target = tmp_path / "in.bin", tmp_path / "out.bin"
+    source.write_bytes(data)
+    code, stdout, terminal = _run_on_pty(_cli(cli_server, "/sha256", "--file", str(source)))
+    assert code == 0, terminal
+    assert stdout.decode().strip() == hashlib.sha256(data).hexdigest()
+    assert b"\rdataserve: sent " in terminal
+    assert b"sent 12.0 of 12.0 MiB (100%)" in terminal
+    assert b"MiB/s" in terminal
+    assert terminal.endswith(b"\r\n")  # the line is ended, the terminal left clean
+    code, _, terminal = _run_on_pty(
+        _cli(cli_server, "/blob", "--json", str(12 * MB), "--out", str(target))
+    )
+    assert code == 0, terminal
+    assert b"received 12.0 of 12.0 MiB (100%)" in terminal
+    assert target.stat().st_size == 12 * MB
+    code, _, terminal = _run_on_pty(_cli(cli_server, "/sha256", "--text", "small"))
+    assert code == 0
+    assert terminal == b""  # below a few MB: nothing drawn
