@@ -759,8 +759,9 @@ class _SocketBody:
     """A streamed request body on the threaded server: at most ``length`` bytes of the
     connection's buffered reader.
 
-    Each wait for bytes may last ``request_timeout`` (the socket's timeout; the reaper's
-    deadline is set only while it waits), so the whole body may take as long as it needs.
+    Each wait for bytes may last ``request_timeout`` (the socket's timeout, per receive; the
+    reaper's whole-request deadline is not set), so the whole body may take as long as it
+    needs as long as it keeps moving.
     """
 
     __slots__ = ("_conn", "_rfile", "_timeout", "length", "remaining")
@@ -777,36 +778,42 @@ class _SocketBody:
     def exhausted(self) -> bool:
         return self.remaining <= 0
 
+    def read(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read, size, whole=True)
+
     def read1(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read1, size, whole=False)
+
+    def readinto(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto, view, whole=True)
+
+    def readinto1(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto1, view, whole=False)
+
+    def _bytes(self, read: Callable[[int], bytes], size: int, *, whole: bool) -> bytes:
         wanted = min(size, self.remaining)
         if wanted <= 0:
             return b""
-        self._conn.deadline = time.monotonic() + self._timeout
         try:
-            data = self._rfile.read1(wanted)
+            data = read(wanted)
         except TimeoutError:
             raise self._stalled() from None
-        finally:
-            self._conn.deadline = None
-        if not data:
-            raise self._cut_short()
         self.remaining -= len(data)
+        if len(data) < wanted and (whole or not data):  # EOF before the body's end
+            raise self._cut_short()
         return data
 
-    def readinto1(self, view: memoryview, /) -> int:
+    def _into(self, readinto: Callable[[memoryview], int], view: memoryview, *, whole: bool) -> int:
         wanted = min(len(view), self.remaining)
         if wanted <= 0:
             return 0
-        self._conn.deadline = time.monotonic() + self._timeout
         try:
-            count = self._rfile.readinto1(view[:wanted])
+            count = readinto(view[:wanted])
         except TimeoutError:
             raise self._stalled() from None
-        finally:
-            self._conn.deadline = None
-        if not count:
-            raise self._cut_short()
         self.remaining -= count
+        if count < wanted and (whole or not count):  # EOF before the body's end
+            raise self._cut_short()
         return count
 
     def _stalled(self) -> BodyTimeout:

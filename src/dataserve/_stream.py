@@ -318,12 +318,17 @@ class BodyTooLarge(OSError):
 class BodySource(Protocol):
     """Where a `RequestBody` gets its bytes: one shell's bounded view of the connection.
 
-    Both read methods wait at most once for bytes and return what arrived (at least one
-    byte), or nothing at the end of the body; a body cut short raises `BodyCutShort`, a stall
-    `BodyTimeout`.
+    ``read`` and ``readinto`` return as many bytes as asked unless the body ends first;
+    ``read1`` and ``readinto1`` wait at most once and return what arrived (at least one
+    byte). All return nothing at the end of the body; a body cut short raises
+    `BodyCutShort`, a stall `BodyTimeout`.
     """
 
+    def read(self, size: int, /) -> bytes: ...
+
     def read1(self, size: int, /) -> bytes: ...
+
+    def readinto(self, view: memoryview, /) -> int: ...
 
     def readinto1(self, view: memoryview, /) -> int: ...
 
@@ -384,62 +389,51 @@ class RequestBody(io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on a closed request body")
 
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while chunk := self._take(self._source.read1, CHUNK_SIZE):
+                parts.append(chunk)
+            return b"".join(parts)
+        return self._take(self._source.read, size)
+
     def read1(self, size: int | None = -1, /) -> bytes:
+        return self._take(self._source.read1, CHUNK_SIZE if size is None or size < 0 else size)
+
+    def readinto(self, buffer: Any, /) -> int:
+        return self._fill(self._source.readinto, buffer)
+
+    def readinto1(self, buffer: Any, /) -> int:
+        return self._fill(self._source.readinto1, buffer)
+
+    def _take(self, read: Callable[[int], bytes], size: int) -> bytes:
         self._check()
         if self.at_end or size == 0:
             return b""
         try:
-            data = self._source.read1(CHUNK_SIZE if size is None or size < 0 else size)
+            data = read(size)
         except (BodyCutShort, BodyTimeout) as exc:
             self.error = exc
             raise
         if not data:
             self._ended = True
-            return b""
         self._count(len(data))
         return data
 
-    def readinto1(self, buffer: Any, /) -> int:
+    def _fill(self, readinto: Callable[[memoryview], int], buffer: Any) -> int:
         self._check()
         view = memoryview(buffer).cast("B")
         if self.at_end or not len(view):
             return 0
         try:
-            count = self._source.readinto1(view)
+            count = readinto(view)
         except (BodyCutShort, BodyTimeout) as exc:
             self.error = exc
             raise
         if not count:
             self._ended = True
-            return 0
         self._count(count)
         return count
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while chunk := self.read1(CHUNK_SIZE):
-                parts.append(chunk)
-            return b"".join(parts)
-        first = self.read1(size)
-        if len(first) == size or not first:
-            return first
-        parts = [first]
-        missing = size - len(first)
-        while missing and (chunk := self.read1(missing)):
-            parts.append(chunk)
-            missing -= len(chunk)
-        return b"".join(parts)
-
-    def readinto(self, buffer: Any, /) -> int:
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view):
-            count = self.readinto1(view[filled:])
-            if not count:
-                break
-            filled += count
-        return filled
 
     def readall(self) -> bytes:
         return self.read()

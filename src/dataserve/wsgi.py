@@ -149,6 +149,15 @@ class _WSGIBody:
     def exhausted(self) -> bool:
         return self.remaining <= 0
 
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        missing = min(size, self.remaining)
+        while missing > 0:  # each read returns at least one byte, or raises
+            data = self.read1(missing)
+            parts.append(data)
+            missing -= len(data)
+        return b"".join(parts)
+
     def read1(self, size: int, /) -> bytes:
         wanted = min(size, self.remaining, CHUNK_SIZE)
         if wanted <= 0:
@@ -164,6 +173,11 @@ class _WSGIBody:
             )
         self.remaining -= len(data)
         return bytes(data)
+
+    def readinto(self, view: memoryview, /) -> int:
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
     def readinto1(self, view: memoryview, /) -> int:
         data = self.read1(len(view))
