@@ -1069,3 +1069,152 @@ def test_cli_draws_a_progress_line_on_a_terminal(cli_server: str, tmp_path: Path
     code, _, terminal = _run_on_pty(_cli(cli_server, "/sha256", "--text", "small"))
     assert code == 0
     assert terminal == b""  # below a few MB: nothing drawn
+
+
+# -- memory: a large upload to disk and a large download into a file (opt-in: nox -s slow) -----
+
+SLOW_SERVER = textwrap.dedent(
+    """
+    import os, shutil, sys
+    from typing import BinaryIO
+    from dataserve import HTTPDataHandler, HTTPDataServer, route
+
+    DIRECTORY = sys.argv[1]
+
+    class Big(HTTPDataHandler):
+        @route("/upload")
+        def upload(self, payload: BinaryIO) -> int:  # straight to disk
+            with open(os.path.join(DIRECTORY, "uploaded.bin"), "wb") as f:
+                shutil.copyfileobj(payload, f, 1 << 20)
+                return f.tell()
+
+        @route("/download")
+        def download(self, payload: int) -> BinaryIO:  # a sparse file: no disk, no memory
+            f = open(os.path.join(DIRECTORY, "served.bin"), "w+b")
+            f.truncate(payload)
+            for offset in (0, payload // 2, payload - 4096):
+                f.seek(offset)
+                f.write(b"served-%d" % offset)
+            f.seek(0)
+            return f
+
+    with HTTPDataServer(Big, request_timeout=60, max_body_size=1 << 33) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # until the test closes stdin
+    """
+)
+
+SLOW_CLIENT = textwrap.dedent(
+    """
+    import json, sys, time
+    from dataserve import HTTPDataClient
+
+    url, source, target, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+    def status(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+    with HTTPDataClient(url=url, timeout=120) as client:
+        client.send("/download", 4096, out=open("/dev/null", "wb"))  # warm: imports, a socket
+        baseline = status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS: the peak from here on
+        start = time.monotonic()
+        with open(source, "rb") as f:
+            uploaded = client.send("/upload", f)
+        middle = time.monotonic()
+        with open(target, "wb") as f:
+            downloaded = client.send("/download", size, out=f)
+        end = time.monotonic()
+    print(json.dumps({
+        "baseline": baseline, "peak": status("VmHWM"), "uploaded": uploaded,
+        "downloaded": downloaded, "up_s": middle - start, "down_s": end - middle,
+    }))
+    """
+)
+
+
+def _proc_status(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_large_upload_and_download_keep_each_process_under_100_mb_above_baseline() -> None:
+    size = int(os.environ.get("DATASERVE_SLOW_MB", "2048")) * MB
+    directory = Path(tempfile.mkdtemp(prefix="dataserve-slow-"))
+    server = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SERVER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        import select
+
+        ready, _, _ = select.select([server.stdout], [], [], 60)  # it prints its URL, listening
+        assert ready, "the server did not start within 60 s"
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        source, target = directory / "source.bin", directory / "received.bin"
+        with open(source, "wb") as f:  # sparse: reading it costs no disk
+            f.truncate(size)
+            for offset in (0, size // 2, size - 4096):
+                f.seek(offset)
+                f.write(b"source-%d" % offset)
+        with HTTPDataClient(url=url) as warm:  # the server's connection thread, its buffers
+            assert warm.send("/upload", b"warm") == 4
+        server_baseline = _proc_status(server.pid, "VmRSS")
+        with open(f"/proc/{server.pid}/clear_refs", "w") as f:
+            f.write("5")  # the server's VmHWM from here on
+        client = subprocess.run(
+            [sys.executable, "-c", SLOW_CLIENT, url, str(source), str(target), str(size)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert client.returncode == 0, client.stderr
+        server_peak = _proc_status(server.pid, "VmHWM")
+        figures = __import__("json").loads(client.stdout)
+        assert figures["uploaded"] == figures["downloaded"] == size
+        assert (directory / "uploaded.bin").stat().st_size == size
+        assert target.stat().st_size == size
+        with open(directory / "uploaded.bin", "rb") as up, open(target, "rb") as down:
+            for offset in (0, size // 2, size - 4096):
+                up.seek(offset)
+                down.seek(offset)
+                assert up.read(32).rstrip(b"\0") == b"source-%d" % offset
+                assert down.read(32).rstrip(b"\0") == b"served-%d" % offset
+        server_growth = server_peak - server_baseline
+        client_growth = figures["peak"] - figures["baseline"]
+        print(
+            f"\n{size // MB} MB up to disk in {figures['up_s']:.1f} s "
+            f"({size / MB / figures['up_s']:.0f} MB/s), back into a file in "
+            f"{figures['down_s']:.1f} s ({size / MB / figures['down_s']:.0f} MB/s)\n"
+            f"server: baseline {server_baseline / MB:.1f} MB, peak {server_peak / MB:.1f} MB "
+            f"(+{server_growth / MB:.1f} MB)\n"
+            f"client: baseline {figures['baseline'] / MB:.1f} MB, peak "
+            f"{figures['peak'] / MB:.1f} MB (+{client_growth / MB:.1f} MB)"
+        )
+        assert server_growth < 100 * MB
+        assert client_growth < 100 * MB
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(WAIT)
+        if server.stdout is not None:
+            server.stdout.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    assert server.returncode == 0
