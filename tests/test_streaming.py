@@ -635,6 +635,28 @@ def test_returned_file_is_closed_when_the_client_goes_mid_reply(
     assert client.send("/echo", "next") == "next"
 
 
+@pytest.mark.parametrize("resource", [b"/memoryview", b"/sparse"])
+def test_large_reply_to_a_slow_reader_that_keeps_reading_outlasts_request_timeout(
+    make_server: Callable[..., HTTPDataServer], resource: bytes
+) -> None:
+    srv = make_server(Streams(), request_timeout=1.0)
+    size = 8 * MB
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=WAIT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(
+            b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%d" % (resource, len(str(size)), size)
+        )
+        received = 0
+        for _ in range(10_000):  # about 3 MB/s: near 3 s in all, never a 1 s stall
+            chunk = sock.recv(256 * 1024)
+            if not chunk:
+                break
+            received += len(chunk)
+            time.sleep(0.02)
+    assert received > size  # the whole body (and the head) arrived
+
+
 # -- server: streaming in ---------------------------------------------------------------------
 
 

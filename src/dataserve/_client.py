@@ -115,8 +115,9 @@ class HTTPDataClient:
     Retry policy: a failure to connect is retried twice with a short backoff (the request never
     left). A request that may have reached the handler (the connection broke after it was sent,
     or the reply timed out) is never sent again unless ``retries`` says so; use ``retries``
-    only for handlers that are safe to run twice. Idle connections the server closed are
-    noticed before reuse, so a server restart between calls is not an error.
+    only for handlers that are safe to run twice. A body streamed from a file is resent only if
+    the file is seekable (see `send`). Idle connections the server closed are noticed before
+    reuse, so a server restart between calls is not an error.
 
     Args:
         port: The server's port, appended to ``address``.
@@ -773,7 +774,7 @@ class _Transfer:
                 "was cut short and its connection closed, so the handler did not receive it"
             ) from None
         except TimeoutError:
-            raise
+            raise  # the server stopped reading the body (to be WriteTimeout with issue 9's)
         except OSError as exc:
             early = exc  # the server may have answered, then closed, before reading it all
         rfile = conn.reader()

@@ -341,7 +341,9 @@ class HTTPDataServer:
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
         max_body_size: Largest request body, in bytes (413 beyond, before reading it).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
-            last, however slowly it trickles (408 after).
+            last, however slowly it trickles (408 after). For a body a ``BinaryIO`` route
+            reads as a stream, it bounds each stall instead (no byte for that long), not the
+            whole transfer.
         max_connections: Most connections served at once, each by one thread (503 beyond).
         shutdown_timeout: Seconds `shutdown` waits for in-flight requests.
         expose_tracebacks: Put handler tracebacks in 500 replies. For debugging only: a
@@ -693,6 +695,8 @@ class HTTPDataServer:
         if timed_out:
             _send(sock, error_reply(_TIMEOUT_ERROR))
             return False
+        if request.content_length < 0:  # merge guard: a chunked body needs a chunked source
+            raise HTTPError(501, "a streamed route cannot read a chunked body yet", close=True)
         source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
         stream = RequestBody(source, self._core.max_body_size)
         reply = self._core.handle(request, stream)
