@@ -59,7 +59,7 @@ def slow(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/ and typings/ (user-style code against the public API)."""
     session.install(".", "mypy>=1.10", "numpy")
-    session.run("mypy", "--strict", "src", "typings")
+    session.run("mypy", "--strict", "src", "typings", "examples")
 
 
 @nox.session(python=PYTHONS[0])
@@ -72,8 +72,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the stack's floor and the peers; pass --quick for a short run."""
-    session.install(".", "requests", "matplotlib")
+    """Benchmarks against the stack's floor and the peers; pass --quick for a short run.
+
+    fastapi, uvicorn[standard] (httptools, uvloop) and httpx are for the ``FastAPI + uvicorn``
+    row only: installed here, never runtime or test dependencies.
+    """
+    session.install(".", "requests", "matplotlib", "fastapi", "uvicorn[standard]", "httpx")
     args = session.posargs or [
         "--repeat",
         "3",

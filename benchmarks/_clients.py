@@ -3,12 +3,14 @@
 ``make_client(row, port)`` returns an object with ``echo(value)`` (a JSON value or bytes, sent
 the way that row's peer sends it, reply decoded), ``for_thread()`` (the client a worker thread
 uses: the same object for thread-safe clients, a new one for xmlrpc and the manager proxy) and
-``close()``.
+``close()``. For a Unix-socket row ``port`` is the socket file's path.
 
 Run as a script, this module is the large-echo workload (c) for one row, in a process of its
 own so that the client's peak memory is measured from a clean baseline::
 
-    python benchmarks/_clients.py ROW PORT SERVER_PID [--mb1 CALLS SECONDS] [--mb64 CALLS SECONDS]
+    python benchmarks/_clients.py ROW PORT|SOCKET_PATH SERVER_PID [--mb1 CALLS S] [--mb64 CALLS S]
+
+(PORT is a socket file path for a Unix-socket row.)
 
 It prints one JSON object on its last stdout line.
 """
@@ -100,6 +102,15 @@ class DataserveClient:
         self._client.close()
 
 
+class DataserveUnixClient(DataserveClient):
+    """``dataserve.HTTPDataClient(unix_socket=...)``: the same client over a socket file."""
+
+    def __init__(self, path: str) -> None:
+        from dataserve import HTTPDataClient
+
+        self._client = HTTPDataClient(unix_socket=path)
+
+
 class XMLRPCClient:
     """``xmlrpc.client.ServerProxy`` (not thread-safe: one per thread); bytes as ``Binary``."""
 
@@ -159,6 +170,58 @@ class MpManagerClient:
         del self._proxy  # the proxy's finalizer releases the remote object
 
 
+class MpManagerUnixClient(MpManagerClient):
+    """The ``mp-manager`` proxy over the socket file ``path`` (family AF_UNIX); one per thread."""
+
+    def __init__(self, path: str) -> None:
+        from multiprocessing.managers import BaseManager
+
+        class Manager(BaseManager):
+            pass
+
+        Manager.register("Echo")
+        manager = Manager(address=path, authkey=AUTHKEY)  # a str address: AF_UNIX
+        manager.connect()
+        super().__init__(0, manager)  # for_thread() shares this connected manager
+
+
+class FastAPIClient:
+    """One ``httpx.Client`` (thread-safe, so every thread shares it), msgspec encode/decode."""
+
+    def __init__(self, port: int) -> None:
+        import httpx
+        import msgspec
+
+        self._client = httpx.Client(
+            base_url=f"http://{HOST}:{port}",
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        )
+        self._encode = msgspec.json.Encoder().encode
+        self._decode = msgspec.json.Decoder().decode
+        self._json_headers = {"Content-Type": "application/json"}
+        self._bytes_headers = {"Content-Type": "application/octet-stream"}
+
+    def echo(self, value: Any) -> Any:
+        body: Any
+        if isinstance(value, _BINARY):
+            body, headers = bytes(value), self._bytes_headers
+        else:
+            body, headers = self._encode(value), self._json_headers
+        r = self._client.put("/echo", content=body, headers=headers)
+        if r.status_code != 200:
+            raise RuntimeError(f"FastAPI server answered {r.status_code}")
+        if r.headers.get("content-type") == "application/json":
+            return self._decode(r.content)
+        return r.content
+
+    def for_thread(self) -> FastAPIClient:
+        return self
+
+    def close(self) -> None:
+        self._client.close()
+
+
 class V01WireClient:
     """What dataserve 0.1's client did: ``requests.put`` per call, no Session, stdlib json."""
 
@@ -200,14 +263,18 @@ class V01WireClient:
 _CLIENTS: dict[str, type[Any]] = {
     "floor": FloorClient,
     "dataserve": DataserveClient,
+    "dataserve-unix": DataserveUnixClient,
     "xmlrpc": XMLRPCClient,
     "mp-manager": MpManagerClient,
     "dataserve-0.1-wire": V01WireClient,
+    "multiprocessing manager (unix)": MpManagerUnixClient,
+    "FastAPI + uvicorn": FastAPIClient,
 }
 
 
-def make_client(row: str, port: int) -> EchoClient:
-    """The echo client of ``row`` connected to 127.0.0.1:``port``."""
+def make_client(row: str, port: int | str) -> EchoClient:
+    """The echo client of ``row`` connected to 127.0.0.1:``port`` (or to the socket file
+    ``port`` names, for a Unix-socket row)."""
     client: EchoClient = _CLIENTS[row](port)
     return client
 
@@ -235,7 +302,7 @@ def _timed_echoes(
 
 
 def large_echo(
-    row: str, port: int, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
+    row: str, port: int | str, server_pid: int, mb1: tuple[int, float], mb64: tuple[int, float]
 ) -> dict[str, Any]:
     """1 MiB and 64 MiB bytes echo: MB/s, and the peak RSS of both processes for one 64 MiB call.
 
@@ -280,10 +347,14 @@ def large_echo(
         client.close()
 
 
+def _port_or_path(arg: str) -> int | str:
+    return int(arg) if arg.isdigit() else arg
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("row")
-    parser.add_argument("port", type=int)
+    parser.add_argument("port", type=_port_or_path, help="a TCP port, or a socket file's path")
     parser.add_argument("server_pid", type=int)
     parser.add_argument("--mb1", nargs=2, type=float, default=(200, 1.0), metavar=("CALLS", "S"))
     parser.add_argument("--mb64", nargs=2, type=float, default=(10, 2.0), metavar=("CALLS", "S"))

@@ -12,7 +12,16 @@ import time
 from typing import Any, Final
 
 HOST: Final = "127.0.0.1"
-ROWS: Final = ("floor", "dataserve", "xmlrpc", "mp-manager", "dataserve-0.1-wire")
+ROWS: Final = (
+    "floor",
+    "dataserve",
+    "dataserve-unix",
+    "xmlrpc",
+    "mp-manager",
+    "multiprocessing manager (unix)",
+    "dataserve-0.1-wire",
+    "FastAPI + uvicorn",
+)
 AUTHKEY: Final = b"dataserve-benchmark"  # multiprocessing manager handshake (loopback only)
 MiB: Final = 1 << 20
 SMALL_PAYLOAD: Final = [1, 2, 3]

@@ -1,14 +1,16 @@
 """Server side of the benchmark: one echo server per row, each run in its own spawned process.
 
-``serve(row, conn)`` is the process target: it binds 127.0.0.1 on a free port, sends the port
-through ``conn`` and serves until the harness terminates the process. Every server echoes its
-payload back, doing the decode/encode work its protocol implies.
+``serve(row, conn, sock_dir)`` is the process target: it binds 127.0.0.1 on a free port (or, for
+a Unix-socket row, a socket file in ``sock_dir``, a temp dir the harness made and removes), sends
+the port (or the socket file's path) through ``conn`` and serves until the harness terminates the
+process. Every server echoes its payload back, doing the decode/encode work its protocol implies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socketserver
 import threading
 from collections.abc import Callable
@@ -94,6 +96,19 @@ def _serve_dataserve(conn: Connection) -> None:
     threading.Event().wait()  # until SIGTERM from the harness
 
 
+def _serve_dataserve_unix(conn: Connection, path: str) -> None:
+    """dataserve on a socket file at ``path``; sends the path, not a port."""
+    from dataserve import HTTPDataHandler, HTTPDataServer
+
+    class Echo(HTTPDataHandler):
+        def handle_request(self, resource: str, payload: Any) -> object:
+            return payload
+
+    with HTTPDataServer(Echo, unix_socket=path) as srv:
+        conn.send(srv.unix_socket)
+        threading.Event().wait()  # until SIGTERM from the harness
+
+
 # ---------------------------------------------------------------------------------------------
 # xmlrpc: stdlib SimpleXMLRPCServer made threaded
 
@@ -136,6 +151,59 @@ def _serve_mp_manager(conn: Connection) -> None:
     server = Manager(address=(HOST, 0), authkey=AUTHKEY).get_server()
     conn.send(cast(tuple[str, int], server.address)[1])
     server.serve_forever()
+
+
+def _serve_mp_manager_unix(conn: Connection, path: str) -> None:
+    """The same manager as ``mp-manager``, on a socket file: ``address=path`` (multiprocessing
+    takes a str address as family AF_UNIX)."""
+    from multiprocessing.managers import BaseManager
+
+    class Manager(BaseManager):
+        pass
+
+    Manager.register("Echo", callable=EchoObject)
+    server = Manager(address=path, authkey=AUTHKEY).get_server()
+    conn.send(cast(str, server.address))
+    server.serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# FastAPI + uvicorn: what a user would write instead (only where fastapi and uvicorn are installed)
+
+
+def fastapi_http_impl() -> tuple[str, str]:
+    """The (http, loop) implementations uvicorn is given: httptools and uvloop where installed
+    (``uvicorn[standard]``), else h11 and asyncio."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
+
+
+def _serve_fastapi(conn: Connection) -> None:
+    import socket
+
+    import uvicorn
+    from _fastapi_app import app
+
+    http, loop = fastapi_http_impl()
+    config = uvicorn.Config(
+        app,
+        http=http,
+        loop=loop,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=600,  # the rounds leave a client idle longer than uvicorn's 5 s
+        timeout_graceful_shutdown=1,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((HOST, 0))
+    sock.listen(config.backlog)  # connects queue until uvicorn accepts: none is refused
+    conn.send(sock.getsockname()[1])
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +255,27 @@ _SERVERS: dict[str, Callable[[Connection], None]] = {
     "xmlrpc": _serve_xmlrpc,
     "mp-manager": _serve_mp_manager,
     "dataserve-0.1-wire": _serve_v01,
+    "FastAPI + uvicorn": _serve_fastapi,
+}
+#: Rows that listen on a socket file; each is given a path in the harness's temp dir.
+_UNIX_SERVERS: dict[str, Callable[[Connection, str], None]] = {
+    "dataserve-unix": _serve_dataserve_unix,
+    "multiprocessing manager (unix)": _serve_mp_manager_unix,
 }
 
 
-def serve(row: str, conn: Connection) -> None:
-    """Process target: serve ``row``'s echo server on 127.0.0.1:<free port> until terminated.
+def serve(row: str, conn: Connection, sock_dir: str) -> None:
+    """Process target: serve ``row``'s echo server on 127.0.0.1:<free port> until terminated,
+    or for a Unix-socket row on a socket file in ``sock_dir`` (made and removed by the harness).
 
-    Sends the port through ``conn`` once listening, or ``("error", message)`` if it cannot start.
+    Sends the port (or the socket file's path) through ``conn`` once listening, or
+    ``("error", message)`` if it cannot start.
     """
     try:
-        _SERVERS[row](conn)
+        if row in _UNIX_SERVERS:
+            _UNIX_SERVERS[row](conn, os.path.join(sock_dir, "server.sock"))
+        else:
+            _SERVERS[row](conn)
     except BaseException as exc:  # report start-up failures to the harness, then exit
         with contextlib.suppress(OSError):
             conn.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -6,12 +6,15 @@ Run (from the repository root)::
     python benchmarks/run.py --quick           # under a minute
     python benchmarks/run.py --repeat 3 --json bench.json --chart bench.png
     python benchmarks/run.py --quick --rows floor dataserve
+    python benchmarks/run.py --quick --rows floor "FastAPI + uvicorn"   # quote names with spaces
 
 If ``dataserve`` is not installed but ``src/dataserve`` exists, it is imported from ``src/``
 (for the harness, its servers and its subprocesses alike). A row whose packages are missing
-(``requests`` for the 0.1 wire, ``dataserve`` itself) is skipped with a note.
+(``requests`` for the 0.1 wire, ``dataserve`` itself, fastapi/uvicorn/httpx for the FastAPI row)
+is skipped with a note.
 
-Rows (each server in its own spawned process on 127.0.0.1, free port; this process is the client):
+Rows (each server in its own spawned process on 127.0.0.1, free port, or for a Unix-socket row
+on a socket file in a temp dir made for it and removed after; this process is the client):
 
 ``floor``
     A bare ``http.server.ThreadingHTTPServer``: HTTP/1.1 keep-alive, TCP_NODELAY, a listen
@@ -21,6 +24,9 @@ Rows (each server in its own spawned process on 127.0.0.1, free port; this proce
     ``urlopen('PUT', ...)`` and msgspec encode/decode. What dataserve stands on.
 ``dataserve``
     ``HTTPDataServer`` with an echo ``HTTPDataHandler``; ``HTTPDataClient``.
+``dataserve-unix``
+    The same over a Unix socket file in a fresh /tmp directory:
+    ``HTTPDataServer(unix_socket=...)``; ``HTTPDataClient(unix_socket=...)``.
 ``xmlrpc``
     stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
     per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
@@ -28,10 +34,21 @@ Rows (each server in its own spawned process on 127.0.0.1, free port; this proce
 ``mp-manager``
     ``multiprocessing.managers.BaseManager`` serving an object's ``echo`` through a proxy
     (pickle), as dataserve 0.1's ProxyServer did; one proxy per thread.
+``multiprocessing manager (unix)``
+    The ``mp-manager`` row over a socket file: the same manager and proxies, with
+    ``address=<temp dir>/server.sock`` (family AF_UNIX); the same-transport peer of a dataserve
+    Unix-socket row.
 ``dataserve-0.1-wire``
     dataserve 0.1 on the wire: a non-threaded HTTP/1.0 ``HTTPServer``, no keep-alive, replies
     without Content-Length, stdlib json, content types compared as strings; client
     ``requests.put`` with a new connection per call (no Session).
+``FastAPI + uvicorn``
+    What a user would write instead: a FastAPI app (``_fastapi_app.py``) whose ``PUT /echo``
+    reads the raw body and does the floor's msgspec work, returning a ``Response`` of bytes;
+    ``uvicorn.Server`` with one worker, httptools and uvloop where installed (else h11 and
+    asyncio), ``log_level='warning'``, no access log, keep-alive timeout raised to 600 s. Client:
+    one shared ``httpx.Client`` (thread-safe; 8 connections), msgspec encode/decode. Only where
+    fastapi, uvicorn and httpx are installed (the nox ``bench`` session installs them).
 
 All servers of a run start together (each in its own process) and are always terminated at
 its end (a watchdog kills them if a run overstays its bound). Each workload runs in rounds: in
@@ -71,9 +88,12 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,11 +208,39 @@ def locate_dataserve() -> tuple[str | None, str | None]:
 
 def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
     """Why ``row`` cannot run here, or None."""
-    if row == "dataserve" and dataserve_error:
+    if row in ("dataserve", "dataserve-unix") and dataserve_error:
         return dataserve_error
     if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
         return "needs `requests` (pip install requests)"
+    if row == "multiprocessing manager (unix)" and not hasattr(socket, "AF_UNIX"):
+        return "needs Unix domain sockets (socket.AF_UNIX), which this platform lacks"
+    if row == "FastAPI + uvicorn" and (why := fastapi_unavailable()):
+        return why
     return None
+
+
+def fastapi_unavailable() -> str | None:
+    """Why the ``FastAPI + uvicorn`` row cannot run here (a package missing), or None."""
+    missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (
+            f"needs {', '.join(missing)}, installed only by `nox -s bench` "
+            "(or: pip install fastapi 'uvicorn[standard]' httpx)"
+        )
+    return None
+
+
+def fastapi_note() -> str:
+    """What the ``FastAPI + uvicorn`` row ran: versions and uvicorn's http and loop."""
+    from importlib.metadata import version
+
+    import _servers
+
+    http, loop = _servers.fastapi_http_impl()
+    return (
+        f"FastAPI + uvicorn: fastapi {version('fastapi')}, uvicorn {version('uvicorn')} "
+        f"(http={http}, loop={loop}, 1 worker), httpx {version('httpx')}"
+    )
 
 
 def log(msg: str) -> None:
@@ -204,9 +252,11 @@ def log(msg: str) -> None:
 
 
 @contextmanager
-def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
+def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int | str, int]]:
     """Run ``row``'s server in a spawned process; yield (port, pid); always terminate it.
 
+    The port is a socket file's path for a Unix-socket row: the file is in a temp dir made here
+    and removed, with all it holds, once the server process is gone.
     A watchdog terminates the server after ``hard_limit_s``, which makes any client call still
     waiting on it fail instead of hanging the run.
     """
@@ -214,7 +264,8 @@ def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
 
     ctx = mp.get_context("spawn")
     recv_conn, send_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_servers.serve, args=(row, send_conn), name=f"bench-{row}")
+    sock_dir = tempfile.mkdtemp(prefix="dataserve-bench-")
+    proc = ctx.Process(target=_servers.serve, args=(row, send_conn, sock_dir), name=f"bench-{row}")
     proc.daemon = True
     watchdog = threading.Timer(hard_limit_s, proc.terminate)
     watchdog.daemon = True
@@ -231,7 +282,7 @@ def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
             raise RuntimeError(f"{row} server failed to start: {msg[1]}")
         watchdog.start()
         assert proc.pid is not None
-        yield int(msg), proc.pid
+        yield (msg if isinstance(msg, str) else int(msg)), proc.pid
     finally:
         watchdog.cancel()
         if proc.is_alive():
@@ -241,6 +292,7 @@ def running_server(row: str, hard_limit_s: float) -> Iterator[tuple[int, int]]:
             proc.kill()
             proc.join(5)
         recv_conn.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @dataclass
@@ -248,7 +300,7 @@ class RowState:
     """One row during a run: its server, its client, and what its workloads gathered."""
 
     row: str
-    port: int
+    port: int | str  # a socket file's path for a Unix-socket row
     pid: int
     client: Any
     thread_clients: list[Any] = field(default_factory=list)
@@ -646,7 +698,31 @@ def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) 
             1.2,
             False,
         ),
+        *_unix_targets(med, ratio),
     ]
+
+
+def _unix_targets(
+    med: dict[str, dict[str, float]],
+    ratio: Callable[[dict[str, float], dict[str, float], str], float | None],
+) -> list[Target]:
+    """SPEC §12 targets of dataserve over a Unix socket, against TCP and the manager's rows."""
+    dsu, ds, mpm, mpu = (
+        med.get(r, {})
+        for r in ("dataserve-unix", "dataserve", "mp-manager", "multiprocessing manager (unix)")
+    )
+    return [
+        Target("unix: small calls/s ≥ mp-manager (TCP)", ratio(dsu, mpm, "small_calls_s"), 1, True),
+        Target("unix: small calls/s ≥ dataserve (TCP)", ratio(dsu, ds, "small_calls_s"), 1.0, True),
+        Target("unix: small calls/s ≥ 0.7× mp-manager (unix)",
+               ratio(dsu, mpu, "small_calls_s"), 0.7, True),
+        Target("unix: 8 threads ≥ mp-manager (unix)",
+               ratio(dsu, mpu, "threads8_calls_s"), 1.0, True),
+        Target("unix: 1 MB echo ≥ 3× mp-manager (unix)", ratio(dsu, mpu, "mb1_MBps"), 3.0, True),
+        Target("unix: 8 threads ≥ dataserve (TCP)", ratio(dsu, ds, "threads8_calls_s"), 1.0, True),
+        Target("unix: 1 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb1_MBps"), 1.0, True),
+        Target("unix: 64 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb64_MBps"), 1.0, True),
+    ]  # fmt: skip
 
 
 def format_targets(targets: list[Target], n_runs: int) -> str:
@@ -711,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(ds_note)
     skipped = {r: why for r in wanted if (why := row_unavailable(r, ds_error))}
     rows = [r for r in wanted if r not in skipped]
+    if "FastAPI + uvicorn" in rows:
+        notes.append(fastapi_note())
     if "floor" not in rows:
         notes.append("no floor row: ratios are not shown")
 

@@ -35,6 +35,7 @@ from dataserve import (
     HTTPDataClient,
     HTTPDataHandler,
     HTTPDataServer,
+    LengthRequired,
     PayloadTooLarge,
     RemoteError,
     ResourceNotFound,
@@ -309,11 +310,6 @@ def test_reader_with_only_read_travels_chunked() -> None:
     assert body == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server decodes chunked request bodies once the chunked decoder (SPEC 3, "
-    "issue 10) is merged; until then it answers 411",
-)
 def test_pipe_payload_reaches_a_binaryio_route_exactly(client: HTTPDataClient) -> None:
     data = _blob(3 * MB + 5)
     pipe, feeder = _feed_pipe(data)
@@ -322,11 +318,6 @@ def test_pipe_payload_reaches_a_binaryio_route_exactly(client: HTTPDataClient) -
     feeder.join(WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the server's chunked request decoding (SPEC 3, issue 10), then a chunked "
-    "source for RequestBody in _server.py",
-)
 def test_chunked_upload_past_max_body_size_is_413(
     make_server: Callable[..., HTTPDataServer],
 ) -> None:
@@ -337,6 +328,49 @@ def test_chunked_upload_past_max_body_size_is_413(
             client.send("/sha256", pipe)
         assert client.send("/sha256", b"ok") == [2, hashlib.sha256(b"ok").hexdigest()]
     feeder.join(WAIT)
+
+
+def _chunked(body: bytes, size: int = 1000) -> bytes:
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-T: 1\r\n\r\n"
+
+
+def test_chunked_body_to_a_route_reading_part_keeps_the_connection(
+    server: HTTPDataServer,
+) -> None:
+    body = _blob(300_000)
+    first = (
+        b"PUT /head10 HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(body)
+    )
+    second = (
+        b"PUT /sha256 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + _chunked(b"abcdef", size=4)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(first)
+        reply = read_reply(sock)
+        assert (reply.status, reply.body) == (200, b"10")
+        assert "connection" not in reply.headers  # the rest, trailer and all, was drained
+        sock.sendall(second)
+        reply = read_reply(sock)
+    assert reply.json() == [6, hashlib.sha256(b"abcdef").hexdigest()]
+
+
+def test_malformed_chunk_in_a_streamed_body_is_400_and_the_server_serves_on(
+    server: HTTPDataServer, client: HTTPDataClient
+) -> None:
+    request = (
+        b"PUT /guarded HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\nzz\r\nnot hex\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+        sock.sendall(request)
+        reply = read_reply(sock)
+    assert reply.status == 400
+    assert "malformed chunk-size line" in reply.json()["detail"]
+    assert reply.headers["connection"] == "close"
+    assert client.send("/guarded", b"abc") == 3
 
 
 def test_text_mode_file_payload_is_an_encode_error_before_any_traffic(tmp_path: Path) -> None:
@@ -867,6 +901,10 @@ def test_wsgi_streams_routes_files_and_memoryviews(handler: Streams, tmp_path: P
             assert _wait_until(lambda: returned.closed)  # by the server's close() (PEP 3333)
             assert client.send("/bytesio", MB) == _blob(MB, seed=2)
             assert client.send("/memoryview", 3 * MB) == _blob(3 * MB, seed=4)
+            pipe, feeder = _feed_pipe(b"x" * 1000)
+            with pipe, pytest.raises(LengthRequired, match="does not de-chunk"):
+                client.send("/sha256", pipe)  # wsgiref does not de-chunk: refused, not misread
+            feeder.join(WAIT)
     finally:
         httpd.shutdown()
         thread.join(WAIT)
@@ -932,6 +970,13 @@ def test_gunicorn_serves_a_binaryio_route_and_a_returned_file(tmp_path: Path) ->
             client.wait_ready(30)
             with open(path, "rb") as f:
                 assert client.send("/to-disk", f) == [len(data), hashlib.sha256(data).hexdigest()]
+            pipe, feeder = _feed_pipe(data)
+            with pipe:  # chunked: gunicorn de-chunks, the route reads to the end it marks
+                assert client.send("/to-disk", pipe) == [
+                    len(data),
+                    hashlib.sha256(data).hexdigest(),
+                ]
+            feeder.join(WAIT)
             out = io.BytesIO()
             assert client.send("/file", 4 * MB, out=out) == 4 * MB  # sendfile in gunicorn
             assert out.getvalue() == bytes(range(256)) * (4 * MB // 256)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import pathlib
 from typing import Any, Optional, Union, assert_type
 
 import msgspec
@@ -87,6 +88,9 @@ def constructors() -> None:
         pool_size=8,
     )
     HTTPDataClient(port=5001, timeout=5, connect_timeout=1)  # ints are floats
+    assert_type(HTTPDataClient(unix_socket="/run/app/data.sock"), HTTPDataClient)
+    HTTPDataClient(unix_socket=pathlib.Path("/run/app/data.sock"), timeout=5.0, pool_size=8)
+    HTTPDataClient(url="http+unix://%2Frun%2Fapp%2Fdata.sock", auth_token="s3cret")
     registry = CodecRegistry(plugins=False)
     client = HTTPDataClient(url="http://127.0.0.1:5001", registry=registry)
     assert_type(client.url, str)

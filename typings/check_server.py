@@ -124,6 +124,17 @@ def servers() -> None:
     ).serve_forever()
 
 
+def unix_socket_servers() -> None:
+    from pathlib import Path
+
+    server = HTTPDataServer(Points, unix_socket="/run/app/data.sock")
+    assert_type(server.unix_socket, str | None)
+    assert_type(server.port, int)
+    HTTPDataServer(Points(), unix_socket=Path("/run/app/data.sock"), unix_socket_mode=0o660)
+    run_http_server(0, Seed, unix_socket="/run/app/data.sock", unix_socket_mode=0o600)
+    run_http_server(0, Points, unix_socket=Path("/run/app/data.sock"), auth_token="s3cret")
+
+
 def run() -> None:
     assert_type(run_http_server(5001, Seed), None)
     run_http_server(5001, Seed())

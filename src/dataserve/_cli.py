@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import json
 import os
 import sys
+import sysconfig
 import time
+import traceback
 from collections.abc import Sequence
-from typing import Any, BinaryIO, Final, TextIO
+from typing import Any, BinaryIO, Final, NoReturn, TextIO
 
 import msgspec
 
@@ -88,17 +91,86 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _UserCodeError(DataServeError):
+    """The user's module or handler raised: the one-line message names the file and line,
+    and ``--traceback`` shows the traceback of what the user's code raised."""
+
+
+_OWN_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The directories of installed packages, and those of the standard library."""
+    paths = sysconfig.get_paths()
+
+    def dirs(*keys: str) -> tuple[str, ...]:
+        return tuple({os.path.abspath(paths[key]) + os.sep for key in keys if key in paths})
+
+    return dirs("purelib", "platlib"), dirs("stdlib", "platstdlib")
+
+
+def _shown_path(filename: str) -> str:
+    """A file name as a user would type it: relative to the current directory when inside it."""
+    path = os.path.abspath(filename)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return path
+    return path if relative.startswith(os.pardir) else relative
+
+
+def _user_location(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost frame of ``exc``'s traceback in the user's code.
+
+    Frames of dataserve itself, of the import machinery and of the standard library are passed
+    over, and so are those of installed packages while a frame of the user's own remains (a
+    handler installed as a package is still named). ``None`` when no frame is left.
+    """
+    packages, stdlib = _library_dirs()
+    own: list[traceback.FrameSummary] = []
+    installed: list[traceback.FrameSummary] = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = os.path.abspath(frame.filename)
+        if frame.filename.startswith("<") or path.startswith(_OWN_DIR):
+            continue
+        if path.startswith(packages):  # checked first: site-packages may lie in the stdlib
+            installed.append(frame)
+        elif not path.startswith(stdlib):
+            own.append(frame)
+    chosen = own or installed
+    if not chosen:
+        return None
+    return f"{_shown_path(chosen[-1].filename)}:{chosen[-1].lineno}"
+
+
+def _failure(what: str, exc: BaseException) -> DataServeError:
+    """``what`` failed: the exception's type, where in the user's code, and its message."""
+    where = _user_location(exc)
+    if where is None:  # e.g. the module itself was not found: nothing of the user's ran
+        return DataServeError(f"{what}: {exc.__class__.__name__}: {exc}")
+    return _UserCodeError(f"{what} at {where}: {exc.__class__.__name__}: {exc}")
+
+
 def _load_handler(spec: str) -> Any:
+    from ._server import ImportGuard, ServerStartedOnImport
+
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise DataServeError(f"expected MODULE:HANDLER, e.g. myserver:MyDataHandler; got {spec!r}")
     sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, SyntaxError, or whatever the module raised
+        with ImportGuard(module_name):
+            module = importlib.import_module(module_name)
+    except ServerStartedOnImport as exc:
+        where = _user_location(exc) or module_name
         raise DataServeError(
-            f"cannot import {module_name!r}: {exc.__class__.__name__}: {exc}"
+            f"{where} starts a server when {module_name!r} is imported "
+            f"(run_http_server({exc.port!r}, ...)); guard that call with "
+            '`if __name__ == "__main__":` so that `dataserve serve` can import the module '
+            f"and serve {spec!r} itself"
         ) from exc
+    except Exception as exc:  # ImportError, SyntaxError, or whatever the module raised
+        raise _failure(f"cannot import {module_name!r}", exc) from exc
     try:
         obj = module
         for part in attr.split("."):
@@ -118,13 +190,44 @@ def _token_from_env(variable: str | None) -> str | None:
     return token
 
 
+def _instantiate(handler: object, spec: str) -> HTTPDataHandler:
+    """The handler instance; a class is instantiated here, so that a failing ``__init__``
+    (a missing data file) is reported with its file and line."""
+    if isinstance(handler, type) and issubclass(handler, HTTPDataHandler):
+        try:
+            return handler()
+        except Exception as exc:
+            raise _failure(f"{handler.__qualname__}() failed", exc) from exc
+    if isinstance(handler, HTTPDataHandler):
+        return handler
+    if isinstance(handler, type):
+        kind = f"the class {handler.__qualname__}"
+    else:
+        kind = f"an object of type {type(handler).__qualname__}"
+    raise DataServeError(
+        f"{spec!r} is {kind}, not an HTTPDataHandler subclass or instance; point it at your "
+        "handler class"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ._server import run_http_server
 
+    if args.unix is not None and (args.port is not None or args.host is not None):
+        raise DataServeError("--unix replaces --host and --port; give one or the other")
+    if args.unix is not None:  # a live socket file is refused before the handler is built
+        from ._unix import claim_socket_path, socket_path
+
+        claim_socket_path(socket_path(args.unix))
     handler = _load_handler(args.handler)
     token = _token_from_env(args.auth_token_env)
+    instance = _instantiate(handler, args.handler)
     try:
-        run_http_server(args.port, handler, args.host, auth_token=token)
+        if args.unix is not None:
+            run_http_server(0, instance, unix_socket=args.unix, auth_token=token)
+        else:
+            port = 5001 if args.port is None else args.port
+            run_http_server(port, instance, args.host or "127.0.0.1", auth_token=token)
     except TypeError as exc:
         raise DataServeError(str(exc)) from exc
     return 0
@@ -258,17 +361,73 @@ def _mib(count: float) -> str:
     return f"{count / (1 << 20):.1f}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr, exit code 2 (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: ``dataserve <version>`` from the installed package's metadata."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: Any) -> None:
+        try:
+            version = importlib.metadata.version("dataserve")
+        except importlib.metadata.PackageNotFoundError:
+            version = "(version unknown: not installed as a package)"
+        print(f"dataserve {version}")
+        parser.exit(0)
+
+
+MAX_PORT: Final = 65535
+
+
+def _port(text: str) -> int:
+    """``--port``: a number from 0 to 65535, else an argparse error (one line, exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number such as 5001") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"port {port} is out of range: a TCP port is 0-{MAX_PORT} (0 picks a free one)"
+        )
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dataserve", description="Serve data from one Python process to others over HTTP."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="demo, serve or send; 'dataserve COMMAND --help' tells more",
+    )
     demo = sub.add_parser("demo", help="start a sample server, call it, print what happens")
     demo.set_defaults(run=_demo)
     serve = sub.add_parser("serve", help="serve a handler: dataserve serve MODULE:HANDLER")
-    serve.add_argument("handler", metavar="MODULE:HANDLER")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5001, help="port (5001; 0 picks one)")
+    serve.add_argument(
+        "handler",
+        metavar="MODULE:HANDLER",
+        help="the handler to serve, an HTTPDataHandler subclass or instance, as module:name "
+        "(e.g. myserver:MyDataHandler); the module is imported from the current directory "
+        "and must not start a server itself when imported",
+    )
+    serve.add_argument("--host", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port (5001; 0 picks one)")
+    serve.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on a Unix socket file instead (mode 0o600: this user only)",
+    )
     serve.add_argument(
         "--auth-token-env",
         metavar="VAR",
@@ -276,8 +435,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
     send = sub.add_parser("send", help="one call: dataserve send URL RESOURCE --json '[1]'")
-    send.add_argument("url")
-    send.add_argument("resource")
+    send.add_argument(
+        "url",
+        metavar="URL",
+        help="the server's base URL: http://HOST:PORT, https://..., or http+unix://%%2Fpath.sock",
+    )
+    send.add_argument(
+        "resource",
+        metavar="RESOURCE",
+        help="the resource to call, e.g. /xdata (a leading / is added if missing)",
+    )
     group = send.add_mutually_exclusive_group()
     group.add_argument("--json", metavar="TEXT", help="send this JSON value")
     group.add_argument("--text", metavar="TEXT", help="send this string (text/plain)")
@@ -290,20 +457,38 @@ def _parser() -> argparse.ArgumentParser:
         help="send the bearer token held in this environment variable",
     )
     send.set_defaults(run=_send)
+    serve.add_argument(
+        "--traceback",
+        action="store_true",
+        help="on an error, print the full traceback before the one-line message",
+    )
     return parser
+
+
+def _one_line(exc: Exception, show_traceback_hint: bool) -> str:
+    if isinstance(exc, (DataServeError, OSError, ValueError)):
+        message = str(exc)
+    else:
+        message = f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, _UserCodeError) and show_traceback_hint:
+        message += " (--traceback shows the full traceback)"
+    return " ".join(message.split())  # one line, whatever the exception's message holds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
+    show_traceback = bool(getattr(args, "traceback", False))
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
-    except (DataServeError, OSError, ValueError) as exc:
-        print(f"dataserve {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # never a traceback on the command line
-        print(f"dataserve {args.command}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # never a traceback on the command line, unless asked for
+        if show_traceback:
+            # What the user's code raised, alone: the wrapping by this command is noise.
+            cause = exc.__cause__ if isinstance(exc, DataServeError) else None
+            traceback.print_exception(cause or exc, file=sys.stderr)
+        hint = args.command == "serve" and not show_traceback
+        print(f"dataserve {args.command}: {_one_line(exc, hint)}", file=sys.stderr)
         return 1
     return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import operator
 import os
 import re
 import socket
@@ -11,7 +12,7 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, TypeVar, overload
+from typing import Any, Final, Protocol, Self, SupportsIndex, TypeVar, cast, overload
 from urllib.parse import quote
 
 import urllib3
@@ -31,6 +32,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util import Retry, Timeout, parse_url
 
+from . import _unix
 from ._errors import (
     ConnectError,
     ConnectionLost,
@@ -105,6 +107,58 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+MAX_PORT: Final = 65535
+_PORT_ZERO: Final = (
+    "{} is not a port a server listens on (0 asks a server to pick a free port); give the "
+    "port the server printed, or the server's .port or .url"
+)
+_URL_PORT: Final = re.compile(  # scheme://[userinfo@]host:PORT, with PORT captured
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):([^/?#]*)"
+)
+
+
+def _check_port(port: object) -> int:
+    """The ``port`` argument as an int in 1-65535, or a TypeError/ValueError saying what is wrong.
+
+    An int (or anything with ``__index__``, such as a NumPy integer) is taken as is; a string
+    of decimal digits too, since dataserve 0.1 built its URL as ``address + str(port)`` (so
+    ``port=os.environ["PORT"]`` keeps working). A bool or any other type is a TypeError.
+    """
+    if isinstance(port, str) and port.isascii() and port.isdigit():
+        number = int(port)
+    elif isinstance(port, bool) or not hasattr(type(port), "__index__"):
+        raise TypeError(f"port must be an int such as 5001, got {port!r} ({type(port).__name__})")
+    else:
+        number = operator.index(cast(SupportsIndex, port))
+    if number == 0:
+        raise ValueError(_PORT_ZERO.format("port 0"))
+    if not 0 < number <= MAX_PORT:
+        raise ValueError(
+            f"port {port!r} is out of range: a TCP port is 1-{MAX_PORT}; give the port the "
+            "server listens on"
+        )
+    return number
+
+
+def _bad_url_message(url: str) -> str:
+    """Why ``url`` is not a server URL: its port, when that is what is wrong, else its form."""
+    match = _URL_PORT.match(url)
+    if match is not None and match[1]:
+        text = match[1]
+        if text.isascii() and text.isdigit():
+            if int(text) > MAX_PORT:
+                return (
+                    f"port {text} in the URL {url!r} is out of range: a TCP port is "
+                    f"1-{MAX_PORT}; give the port the server listens on"
+                )
+        else:
+            return f"the port {text!r} in the URL {url!r} is not a number such as 5001"
+    return (
+        "expected an http://, https:// or http+unix:// URL such as 'http://127.0.0.1:5001', "
+        f"got {url!r}"
+    )
+
+
 class HTTPDataClient:
     """Calls a data server: ``HTTPDataClient(port=5001).send('/xdata', [4, 5, 6])``.
 
@@ -120,11 +174,17 @@ class HTTPDataClient:
     reuse, so a server restart between calls is not an error.
 
     Args:
-        port: The server's port, appended to ``address``.
+        port: The server's port (1-65535), appended to ``address``. An int; a string of
+            digits is taken too, as 0.1 did (``port=os.environ["PORT"]``).
         address: Scheme and host ending in a colon, as in dataserve 0.1. ``localhost`` means
             ``127.0.0.1``, so no IPv6 attempt fails on every new connection; reach an
             IPv6-only server at ``"http://[::1]:"``.
-        url: The full base URL instead of ``port``/``address``, e.g. ``"http://host:5001"``.
+        url: The full base URL instead of ``port``/``address``, e.g. ``"http://host:5001"``,
+            or ``"http+unix://%2Frun%2Fapp%2Fdata.sock"`` for a Unix socket (the path
+            percent-encoded, as ``HTTPDataServer.url`` gives it).
+        unix_socket: Connect to the server's Unix socket file at this path instead of
+            ``port``/``url``. Pooling, timeouts, retries and errors are as over TCP (a missing
+            socket file is `ConnectError`); the ``Host`` header says ``localhost``.
         timeout: Seconds the server may stay silent: until the reply begins, and then
             between any two reads of it (as urllib3's read timeout; a reply that keeps
             trickling in is not cut).
@@ -136,6 +196,12 @@ class HTTPDataClient:
             ``None``. Its order of preference is sent as ``Accept``.
         pool_size: Connections kept open for reuse (one per thread sharing the client).
         ssl_context: An `ssl.SSLContext` for ``https`` URLs (e.g. with a custom CA).
+
+    Raises:
+        TypeError: ``port`` is neither an int nor a string of digits (a bool, a float, ...).
+        ValueError: No server given, or two given; ``port`` (or the port in ``url``) is 0 or
+            outside 1-65535; ``url`` is not an ``http://``, ``https://`` or ``http+unix://``
+            URL; or a timeout is not positive.
     """
 
     def __init__(
@@ -144,6 +210,7 @@ class HTTPDataClient:
         address: str = "http://localhost:",
         *,
         url: str | None = None,
+        unix_socket: str | os.PathLike[str] | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         retries: int = 0,
@@ -152,33 +219,54 @@ class HTTPDataClient:
         pool_size: int = 16,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if unix_socket is not None:
+            if url is not None or port is not None:
+                raise ValueError("give unix_socket, or port or url, not both")
+            url = _unix.unix_url(_unix.socket_path(unix_socket))
         if url is None:
             if port is None:
                 raise ValueError(
                     "give the server's port, e.g. HTTPDataClient(port=5001), "
-                    "or url='http://host:port'"
+                    "or url='http://host:port', or unix_socket='/path/to/data.sock'"
                 )
-            url = f"{address}{port}"
-        try:
-            parsed = parse_url(url)
-        except LocationParseError:
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+            if not address.endswith(":"):
+                raise ValueError(
+                    f"address must end in a colon, as 'http://localhost:' (the port is "
+                    f"appended to it), got {address!r}; or pass url='http://host:port'"
+                )
+            url = f"{address}{_check_port(port)}"
         if not 0 < connect_timeout < float("inf") or not timeout > 0:
             raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
         if retries < 0:
             raise ValueError("retries must be >= 0")
-        host = parsed.host
-        connect_host = "127.0.0.1" if host == "localhost" else host.strip("[]")
-        self.url = (
-            f"{parsed.scheme}://{host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
-        )
-        """The server's base URL, e.g. ``"http://localhost:5001"``."""
-        self._scheme = parsed.scheme
-        self._host = connect_host
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._prefix = (parsed.path or "").rstrip("/")
+        self._unix_socket: str | None = None
+        if _unix.is_unix_url(url):
+            if ssl_context is not None:
+                raise ValueError(
+                    "ssl_context is for https:// URLs; a Unix socket is guarded by its file mode"
+                )
+            self._unix_socket, self._prefix = _unix.parse_unix_url(url)
+            self.url = _unix.unix_url(self._unix_socket)
+            self._scheme = "http"
+            self._host = host = "localhost"
+            self._port = 80
+        else:
+            try:
+                parsed = parse_url(url)
+            except LocationParseError:
+                raise ValueError(_bad_url_message(url)) from None
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise ValueError(_bad_url_message(url))
+            if parsed.port == 0:
+                raise ValueError(_PORT_ZERO.format(f"port 0 (in the URL {url!r})"))
+            host = parsed.host
+            self._scheme = parsed.scheme
+            self._host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+            self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            self._prefix = (parsed.path or "").rstrip("/")
+            self.url = f"{parsed.scheme}://{host}:{self._port}"
+            """The server's base URL, e.g. ``"http://localhost:5001"``, or
+            ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
@@ -203,7 +291,7 @@ class HTTPDataClient:
         )
         self._heads: dict[tuple[str, str], bytes] = {}
         self._registry_version = -1
-        self._host_header = f"{host}:{self._port}"
+        self._host_header = host if self._unix_socket else f"{host}:{self._port}"
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -384,6 +472,8 @@ class HTTPDataClient:
         }
         if self._scheme == "https":
             return _TLSPool(self._host, self._port, ssl_context=self._ssl_context, **options)
+        if self._unix_socket is not None:
+            return _UnixPool(self._host, None, unix_socket=self._unix_socket, **options)
         return _Pool(self._host, self._port, **options)
 
     def _forget_pool(self) -> None:
@@ -606,8 +696,47 @@ class _TLSConnection(_ReaderMixin, urllib3.connection.HTTPSConnection):
     pass
 
 
+class _UnixConnectError(NewConnectionError):
+    """Connecting to a socket file failed; ``reason`` says why and what to do."""
+
+    def __init__(self, conn: Any, reason: str) -> None:
+        super().__init__(conn, reason)
+        self.reason = reason
+
+
+class _UnixConnection(_Connection):
+    """A urllib3 connection to a Unix socket file. Only connecting differs from TCP: the
+    pool, its checks of idle connections, the timeouts, the retry policy and the reading
+    code are those of `_Connection`."""
+
+    def __init__(self, *args: Any, unix_socket: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unix_socket = unix_socket
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, int | float) else None
+        try:
+            sock = _unix.connect_unix(self.unix_socket, timeout)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(
+                self, f"no connection to {self.unix_socket!r} within {timeout} s"
+            ) from exc
+        except OSError as exc:
+            raise _UnixConnectError(
+                self, _unix.connect_failure_reason(self.unix_socket, exc)
+            ) from exc
+        for level, name, value in self.socket_options or ():
+            if level != socket.IPPROTO_TCP:  # TCP_NODELAY and the like mean nothing here
+                sock.setsockopt(level, name, value)
+        return sock
+
+
 class _Pool(urllib3.HTTPConnectionPool):
     ConnectionCls = _Connection
+
+
+class _UnixPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _UnixConnection
 
 
 class _TLSPool(urllib3.HTTPSConnectionPool):
@@ -730,9 +859,11 @@ class _Transfer:
         self.size: int | None = stream_size(file) if view is None else view.nbytes
         self.consumed = False  # bytes of the file payload have been read
         self.written = 0  # bytes written into out
+        self._url = ""
 
     def head(self, prefix: bytes, url: str) -> bytes:
         """The request head, from the cached prefix that ends in ``Content-Length: ``."""
+        self._url = url
         if self.size is not None:
             return b"%s%d\r\n\r\n" % (prefix, self.size)
         return prefix[: -len(_CONTENT_LENGTH)] + _CHUNKED_END
@@ -769,7 +900,7 @@ class _Transfer:
             self._send_body(sock, head)
         except FileEndedEarly as exc:
             raise EncodeError(
-                f"the file sent to {conn.host}:{conn.port} ended after {exc.done} of the "
+                f"the file sent to {self._url} ended after {exc.done} of the "
                 f"{exc.size} bytes it held when the call began (did it shrink?); the request "
                 "was cut short and its connection closed, so the handler did not receive it"
             ) from None
@@ -1022,6 +1153,8 @@ def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: boo
 def _transport_error(
     exc: BaseException, url: str, method: str, connecting: bool = False
 ) -> TransportError:
+    if isinstance(exc, _UnixConnectError):
+        return ConnectError(f"Could not connect to {url}: {exc.reason}", url)
     if isinstance(exc, NewConnectionError):
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
         return ConnectError(

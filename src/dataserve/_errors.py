@@ -144,7 +144,13 @@ class Unauthorized(ServerError):
 
 
 class ResourceNotFound(ServerError):
-    """404: the handler returned ``None`` for the resource."""
+    """404: the handler returned ``None`` for the resource.
+
+    Either the handler does not handle that resource, or ``None`` was its answer: for
+    `handle_request` and routes whose return annotation does not admit ``None``, ``None``
+    means "not handled". A route annotated ``-> X | None`` answers ``null`` instead, and
+    `send` returns ``None``. The message carries the server's explanation (``.detail``).
+    """
 
     status_code = 404
 

@@ -19,9 +19,10 @@ from urllib.parse import unquote
 import msgspec
 
 from ._errors import DecodeError, EncodeError, RemoteError, error_class_for_status
-from ._handler import HTTPDataHandler, resolve_routes
+from ._handler import HTTPDataHandler, ResolvedRoute, resolve_routes
 from ._stream import (
     BodyCutShort,
+    BodyRejected,
     BodyTimeout,
     BodyTooLarge,
     FileBody,
@@ -77,7 +78,9 @@ STATUS_PHRASES: Final[dict[int, str]] = {
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
     503: "Service Unavailable",
+    504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -201,6 +204,7 @@ class Request:
 
     __slots__ = (
         "accept",
+        "chunked",
         "codec",
         "content_length",
         "expect_continue",
@@ -219,16 +223,60 @@ class Request:
         accept: tuple[str, ...],
         keep_alive: bool,
         expect_continue: bool = False,
+        chunked: bool = False,
         stream: bool = False,
     ) -> None:
         self.stream = stream  # a route reads the body as a stream: the shell must not read it
         self.expect_continue = expect_continue  # send "100 Continue" before reading the body
+        self.chunked = chunked  # the body is chunked (content_length is then 0): decode it
         self.resource = resource
         self.content_length = content_length
         self.codec = codec  # None for HEAD
         self.params = params
         self.accept = accept
         self.keep_alive = keep_alive
+
+
+_TRANSFER_CODING: Final = re.compile(
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*[^\x00-\x1f\x7f,;]+)*"
+)
+
+
+def _check_transfer_coding(value: str, version: tuple[int, int]) -> None:
+    """Accept a request's ``Transfer-Encoding`` only if it is exactly ``chunked``.
+
+    Raises:
+        HTTPError: 400 when the final coding is not ``chunked`` (the body's end cannot be
+            known, RFC 9112 6.3), when ``chunked`` is applied twice, for a malformed list, or
+            in an HTTP/1.0 request (RFC 9112 6.1: faulty framing); 501 when ``chunked``
+            follows a coding the server does not apply, such as ``gzip, chunked``. All close
+            the connection.
+    """
+    if version < (1, 1):
+        raise HTTPError(
+            400, "Transfer-Encoding in an HTTP/1.0 request; send a Content-Length", close=True
+        )
+    codings = [item.strip(" \t") for item in value.split(",")]
+    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty items ignored
+    if not codings or codings[-1].lower() != "chunked":
+        raise HTTPError(
+            400,
+            f"Transfer-Encoding {value[:80]!r} does not end in chunked, so the body's end "
+            "cannot be known; send it chunked or with a Content-Length",
+            close=True,
+        )
+    applied = codings[:-1]
+    if not applied:
+        return
+    if any(c.lower() == "chunked" or not _TRANSFER_CODING.fullmatch(c) for c in applied):
+        raise HTTPError(400, f"malformed Transfer-Encoding {value[:80]!r}", close=True)
+    raise HTTPError(
+        501,
+        f"Transfer-Encoding {value[:80]!r}: this server applies no coding but chunked; "
+        "send the body unencoded (chunked or with a Content-Length)",
+        close=True,
+    )
 
 
 _TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
@@ -442,6 +490,29 @@ def error_reply(error: HTTPError) -> Reply:
     )
 
 
+def _none_detail(resource: str, route: ResolvedRoute | None) -> str:
+    """The 404 detail for a handler that returned ``None``: true in both of its meanings."""
+    if route is None:
+        return (
+            f"the handler returned None for {resource!r}: either it does not handle that "
+            "resource, or None was its answer, which handle_request cannot send (to answer "
+            "null, declare a @route whose return annotation admits None, e.g. '-> int | None')"
+        )
+    annotation = route.return_type
+    if annotation is None:
+        shown = "it has no return annotation"
+        suggestion = "'-> X | None'"
+    else:
+        name = annotation.__qualname__ if isinstance(annotation, type) else repr(annotation)
+        name = name.replace("typing.", "")
+        shown = f"its return annotation {name} does not admit None"
+        suggestion = f"'-> {name} | None'"
+    return (
+        f"the route for {resource!r} returned None, which means not handled ({shown}); "
+        f"annotate it {suggestion} to answer null instead"
+    )
+
+
 def _resource_of(target: str) -> str:
     if target[0] != "/":
         # absolute-form (RFC 9112 3.2.2): keep only the path.
@@ -472,7 +543,8 @@ class ServerCore:
         handler: The handler instance.
         registry: The codecs the server decodes (an allow-list) and encodes with.
         auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
-        max_body_size: Largest ``Content-Length`` accepted, in bytes.
+        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here,
+            a chunked body's total by the shell's `ChunkedDecoder` built with it.
         expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
     """
 
@@ -504,7 +576,8 @@ class ServerCore:
         Returns:
             The request, with the codec that will decode its body (``None`` for HEAD).
         Raises:
-            HTTPError: 401, 405, 411, 413, 415, or 400 for ambiguous framing.
+            HTTPError: 401, 405, 411, 413, 415, 501 for a transfer coding other than
+                chunked, or 400 for ambiguous framing.
         """
         headers = head.headers
         connection = headers.get("connection", "").lower()
@@ -512,7 +585,9 @@ class ServerCore:
         keep_alive = head.version == (1, 1) and "close" not in connection
         method = head.method
         framing = headers.get("content-length")
-        if "transfer-encoding" in headers:
+        coding = headers.get("transfer-encoding")
+        chunked = False
+        if coding is not None:
             if framing is not None:
                 raise HTTPError(
                     400,
@@ -520,22 +595,19 @@ class ServerCore:
                     "refused to prevent request smuggling",
                     close=True,
                 )
-            raise HTTPError(
-                411,
-                "Transfer-Encoding (chunked bodies) is not supported; "
-                "send the body with a Content-Length",
-                close=True,
-            )
+            _check_transfer_coding(coding, head.version)
+            chunked = True
         length = -1 if framing is None else parse_content_length(framing)
         if length is None:
             raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
-            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0)
+            # A HEAD's body is never read: the connection closes after the reply (drained).
+            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0 and not chunked)
         if method != "PUT":
             raise HTTPError(
                 405,
                 f"method {method} is not allowed; dataserve calls use PUT (and HEAD for liveness)",
-                close=length > 0 or not keep_alive,
+                close=length > 0 or chunked or not keep_alive,
                 headers=(("Allow", "PUT, HEAD"),),
             )
         resource = _resource_of(head.target)
@@ -548,8 +620,12 @@ class ServerCore:
                     close=True,
                     headers=(("WWW-Authenticate", 'Bearer realm="dataserve"'),),
                 )
-        if length < 0:
-            raise HTTPError(411, "a PUT needs a Content-Length header", close=True)
+        if length < 0 and not chunked:
+            raise HTTPError(
+                411,
+                "a PUT needs a Content-Length or a chunked body (Transfer-Encoding: chunked)",
+                close=True,
+            )
         if length > self.max_body_size:
             raise HTTPError(
                 413,
@@ -575,12 +651,13 @@ class ServerCore:
         accept = headers.get("accept")
         return Request(
             resource,
-            length,
+            length if length >= 0 else 0,  # 0 for a chunked body
             codec,
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
             keep_alive,
             expect is not None and head.version == (1, 1),
+            chunked,
             stream,
         )
 
@@ -643,8 +720,8 @@ class ServerCore:
                         f"does not fit its return annotation: {exc}",
                         extra={"exception": "ValidationError"},
                     ) from None
-        if result is None:
-            raise HTTPError(404, f"the handler returned None for {resource!r}")
+        if result is None and (route is None or not route.none_is_value):
+            raise HTTPError(404, _none_detail(resource, route))
         if is_binary_file(result):
             return _file_reply(result, resource)
         try:
@@ -745,6 +822,8 @@ def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
             f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
             close=True,
         )
+    elif isinstance(error, BodyRejected):
+        failure = HTTPError(error.status, error.detail, close=True)
     elif isinstance(error, BodyCutShort):
         failure = HTTPError(
             400, f"the request body for {resource!r} was cut short: {error}", close=True
@@ -766,12 +845,14 @@ def raise_for_reply(
     detail = ""
     exception_type = ""
     remote_traceback = ""
+    is_problem = False
     if content_type is not None and parse_media_type(content_type)[0] == PROBLEM_MEDIA_TYPE:
         try:
             problem = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
             problem = None
         if isinstance(problem, dict):
+            is_problem = True
             detail = str(problem.get("detail", ""))
             exception_type = str(problem.get("exception", ""))
             remote_traceback = str(problem.get("traceback", ""))
@@ -781,8 +862,10 @@ def raise_for_reply(
     message = f"{method} {url} answered {status} {phrase}".rstrip()
     if detail:
         message += f": {detail}"
-    if status == 404:
-        message += "; check the resource name"
+    if status == 404 and not (is_problem and detail):
+        # A dataserve server's detail says why (the handler returned None); anything else
+        # (a proxy, another program on that port) gets the generic hint.
+        message += "; check the resource name and the server's URL"
     cls = error_class_for_status(status)
     if cls is RemoteError:
         raise RemoteError(message, status, detail, url, exception_type, remote_traceback)

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -21,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, Final, Self, TypedDict, Unpack, cast
+from typing import Any, ClassVar, Final, Self, TypedDict, Unpack, cast
 
+from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
 from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
@@ -44,7 +46,9 @@ from ._protocol import (
 from ._stream import (
     DRAIN_LIMIT,
     BodyCutShort,
+    BodyRejected,
     BodyTimeout,
+    BodyTooLarge,
     FileBody,
     FileChunks,
     FileEndedEarly,
@@ -53,9 +57,17 @@ from ._stream import (
     read_whole,
     send_file_region,
 )
+from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry, default_registry
 
-__all__ = ["HTTPDataServer", "run_http_server"]
+__all__ = [
+    "HTTPDataServer",
+    "ImportGuard",
+    "ServerStartedOnImport",
+    "check_listen_port",
+    "listen_error",
+    "run_http_server",
+]
 
 _log: Final = logging.getLogger("dataserve")
 
@@ -193,6 +205,8 @@ class ServerOptions(TypedDict, total=False):
     shutdown_timeout: float
     expose_tracebacks: bool
     idle_timeout: float
+    unix_socket: str | os.PathLike[str] | None
+    unix_socket_mode: int
 
 
 class _Connection:
@@ -339,7 +353,8 @@ class HTTPDataServer:
         auth_token: Require ``Authorization: Bearer <token>`` on every call (compared in
             constant time; ``HEAD`` liveness probes need none).
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
             last, however slowly it trickles (408 after). For a body a ``BinaryIO`` route
             reads as a stream, it bounds each stall instead (no byte for that long), not the
@@ -350,6 +365,17 @@ class HTTPDataServer:
             traceback reveals code and data to every client.
         idle_timeout: Seconds a keep-alive connection may sit idle between calls before the
             server closes it (the client notices and reconnects; no error).
+        unix_socket: Listen on a Unix socket file at this path instead of TCP (then leave
+            ``port`` and ``host`` out). A stale file there (nothing listening) is replaced;
+            a live one, or a path that is not a socket, raises `OSError` before the handler
+            is built. The file is removed at `shutdown`. ``.url`` is then its
+            ``http+unix://`` URL, and ``.port`` is ``0``.
+        unix_socket_mode: Permission bits of the socket file. ``0o600`` (the default) lets
+            only this user connect; ``0o660`` adds the file's group.
+
+    Raises:
+        OSError: The port or the socket path is in use (or not usable).
+        ValueError: Conflicting or out-of-range options, or a socket path too long.
     """
 
     def __init__(
@@ -367,12 +393,29 @@ class HTTPDataServer:
         shutdown_timeout: float = 5.0,
         expose_tracebacks: bool = False,
         idle_timeout: float = 60.0,
+        unix_socket: str | os.PathLike[str] | None = None,
+        unix_socket_mode: int = _unix.DEFAULT_MODE,
     ) -> None:
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
                 "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
                 "max_connections >= 1"
             )
+        self.unix_socket: str | None = None
+        """The socket file's absolute path when serving on a Unix socket, else ``None``."""
+        if unix_socket is not None:
+            if port or host != "127.0.0.1" or ssl_context is not None:
+                raise ValueError(
+                    "unix_socket= replaces port, host and ssl_context (the socket file's mode "
+                    "guards it); give either unix_socket or a port and host"
+                )
+            if not 0 <= unix_socket_mode <= 0o777:
+                raise ValueError(
+                    f"unix_socket_mode must be in 0o000..0o777, got {unix_socket_mode:#o}"
+                )
+            path = _unix.socket_path(os.path.abspath(_unix.socket_path(unix_socket)))
+            _unix.claim_socket_path(path)  # a live server there is an error before the handler
+            self.unix_socket = path
         self.handler = instantiate_handler(handler)
         self._core = ServerCore(
             self.handler,
@@ -386,11 +429,25 @@ class HTTPDataServer:
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
         self._ssl_context = ssl_context
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        self._socket_identity: tuple[int, int] | None = None  # the socket file we created
+        if self.unix_socket is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            check_listen_port(port)
+            try:
+                self._listener = socket.create_server(
+                    (host, port), family=family, backlog=LISTEN_BACKLOG
+                )
+            except OSError as exc:
+                raise listen_error(exc, host, port) from exc
+            port = self._listener.getsockname()[1]
+        else:
+            self._listener, self._socket_identity = _unix.listen_unix(
+                self.unix_socket, unix_socket_mode, LISTEN_BACKLOG
+            )
         self.host = host
-        self.port: int = self._listener.getsockname()[1]
-        """The port the server listens on (the one picked when created with ``port=0``)."""
+        self.port: int = port
+        """The port the server listens on (the one picked when created with ``port=0``);
+        ``0`` on a Unix socket."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
@@ -405,7 +462,10 @@ class HTTPDataServer:
 
     @property
     def url(self) -> str:
-        """The base URL clients use, e.g. ``"http://127.0.0.1:5001"``."""
+        """The base URL clients use, e.g. ``"http://127.0.0.1:5001"``, or on a Unix socket
+        ``"http+unix://%2Frun%2Fapp%2Fdata.sock"`` (the path percent-encoded)."""
+        if self.unix_socket is not None:
+            return _unix.unix_url(self.unix_socket)
         scheme = "https" if self._ssl_context is not None else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
         if host in ("0.0.0.0", "[::]"):
@@ -549,6 +609,8 @@ class HTTPDataServer:
     def _close_listener(self) -> None:
         for sock in (self._listener, self._wake_r, self._wake_w):
             _close(sock)
+        if self.unix_socket is not None and self._socket_identity is not None:
+            _unix.remove_socket_file(self.unix_socket, self._socket_identity)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -584,7 +646,8 @@ class HTTPDataServer:
         )
         conn.thread = thread
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unix_socket is None:  # AF_UNIX has no Nagle (and refuses the option)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread.start()
         except (OSError, RuntimeError) as exc:  # a reset peer, or no thread to be had
             with self._lock:
@@ -647,12 +710,15 @@ class HTTPDataServer:
                 if closing or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
-                if request.expect_continue and length:
+                if request.expect_continue and (length or request.chunked):
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if request.stream:  # a BinaryIO route reads the body itself, as it arrives
                     return self._serve_streamed(conn, sock, rfile, request)
-                body = rfile.read(length) if length else b""
-                if len(body) < length:
+                if request.chunked:
+                    body = _read_chunked(rfile, self._core.max_body_size)
+                else:
+                    body = rfile.read(length) if length else b""
+                if body is None or len(body) < length:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
@@ -695,9 +761,11 @@ class HTTPDataServer:
         if timed_out:
             _send(sock, error_reply(_TIMEOUT_ERROR))
             return False
-        if request.content_length < 0:  # merge guard: a chunked body needs a chunked source
-            raise HTTPError(501, "a streamed route cannot read a chunked body yet", close=True)
-        source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
+        source: _SocketBody | _ChunkedSocketBody
+        if request.chunked:
+            source = _ChunkedSocketBody(conn, rfile, self._core.max_body_size, self.request_timeout)
+        else:
+            source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
         stream = RequestBody(source, self._core.max_body_size)
         reply = self._core.handle(request, stream)
         if isinstance(stream.error, BodyCutShort):
@@ -835,6 +903,126 @@ class _SocketBody:
         )
 
 
+class _ChunkedSocketBody:
+    """A streamed chunked request body on the threaded server: the connection's bytes moved
+    through the `ChunkedDecoder` (which owns the framing and ``max_body_size``), never read
+    past the message's end (the next request stays in the reader).
+
+    Each wait for bytes may last ``request_timeout``, as for `_SocketBody`. A read returns at
+    least one body byte unless the body has ended; it may wait more than once to get through
+    the framing lines before them.
+    """
+
+    __slots__ = ("_conn", "_decoder", "_ready", "_rfile", "_start", "_timeout")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, max_body_size: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self._decoder = ChunkedDecoder(max_body_size)
+        self._ready = b""  # decoded body bytes not yet delivered, from _start on
+        self._start = 0
+
+    def exhausted(self) -> bool:
+        return self._decoder.done and self._start >= len(self._ready)
+
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        missing = size
+        while missing > 0 and (piece := self.read1(missing)):
+            parts.append(piece)
+            missing -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def read1(self, size: int, /) -> bytes:
+        if self._start >= len(self._ready):
+            self._fill(size)
+        start = self._start
+        piece = self._ready[start : start + size]
+        self._start = start + len(piece)
+        return piece
+
+    def readinto(self, view: memoryview, /) -> int:
+        filled = 0
+        while filled < len(view) and (count := self.readinto1(view[filled:])):
+            filled += count
+        return filled
+
+    def readinto1(self, view: memoryview, /) -> int:
+        piece = self.read1(len(view))
+        view[: len(piece)] = piece
+        return len(piece)
+
+    def _fill(self, size: int) -> None:
+        decoder = self._decoder
+        rfile = self._rfile
+        self._ready, self._start = b"", 0
+        try:
+            while not decoder.done:
+                pending = decoder.data_pending
+                if pending:  # chunk data only: reading this much cannot pass the body's end
+                    data = rfile.read1(min(pending, max(size, 1)))
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                else:
+                    data = rfile.peek(1)  # what is buffered, or one read; consumed as used
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                    rfile.read(len(data) - len(decoder.leftover))
+                if parts:
+                    self._ready = parts[0] if len(parts) == 1 else b"".join(parts)
+                    return
+        except TimeoutError:
+            raise BodyTimeout(
+                f"no byte of the chunked request body arrived for {self._timeout} s "
+                f"({decoder.received} body bytes had)"
+            ) from None
+        except HTTPError as error:  # the decoder's: a broken rule or the size limit
+            if error.status == 413:
+                raise BodyTooLarge(error.detail) from None
+            raise BodyRejected(error.status, error.detail) from None
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:
+            return BodyTimeout(f"no byte of the chunked request body arrived for {self._timeout} s")
+        return BodyCutShort(
+            "the client closed the connection before the end of the chunked body "
+            f"({self._decoder.received} body bytes had arrived)"
+        )
+
+
+def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
+    """Move a chunked body's bytes from ``rfile`` into the decoder (which owns the framing).
+
+    Returns:
+        The body, or ``None`` if the stream ended before it (the peer closed, or the reaper
+        cut the read side at the request deadline). Bytes after the body stay in ``rfile``.
+    Raises:
+        HTTPError: From the decoder: the body breaks a rule or a limit.
+    """
+    decoder = ChunkedDecoder(max_body_size)
+    parts: list[bytes] = []
+    while True:
+        pending = decoder.data_pending
+        if pending:  # chunk data only: reading exactly this much cannot pass the body's end
+            data = rfile.read(pending)
+            parts += decoder.feed(data)
+            if len(data) < pending:
+                return None
+            continue
+        data = rfile.peek(1)  # what is buffered, or one read: consumed below as far as used
+        if not data:
+            return None
+        parts += decoder.feed(data)
+        rfile.read(len(data) - len(decoder.leftover))
+        if decoder.done:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 _TIMEOUT_ERROR: Final = HTTPError(
     408, "the request took longer than the server's request_timeout to arrive", close=True
 )
@@ -863,6 +1051,97 @@ def _close(sock: socket.socket) -> None:
         sock.close()
 
 
+MAX_PORT: Final = 65535
+
+
+def check_listen_port(port: object) -> None:
+    """Refuse a port no socket can bind, before one is created (``socket.create_server``
+    leaks its socket on the `OverflowError` that a port above 65535 raises).
+
+    Raises:
+        TypeError: ``port`` is not an int.
+        ValueError: ``port`` is outside 0-65535.
+    """
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int such as 5001 (0 picks a free one), got {port!r}")
+    if not 0 <= port <= MAX_PORT:
+        raise ValueError(
+            f"cannot listen on port {port}: a TCP port is 0-{MAX_PORT} (0 picks a free one)"
+        )
+
+
+def listen_error(exc: OSError, host: str, port: int) -> OSError:
+    """The error to raise when a server cannot listen on ``host:port``: where, why, what to do.
+
+    Of the same class as ``exc`` and with its ``errno`` (so ``except OSError`` and
+    ``exc.errno == errno.EADDRINUSE`` still work).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = exc.errno
+    if code == errno.EADDRINUSE:
+        why = (
+            "the address is already in use: another program (or another server in this "
+            "process) is listening there; stop it, or choose another port (0 picks a free one)"
+        )
+    elif code == errno.EACCES:
+        why = (
+            "permission denied (ports below 1024 need privileges); choose a port from 1024 to "
+            f"{MAX_PORT} (0 picks a free one)"
+        )
+    elif code == errno.EADDRNOTAVAIL:
+        why = (
+            f"{host!r} is not an address of this machine; bind 127.0.0.1 (this machine only), "
+            "0.0.0.0 or :: (every interface), or one of this machine's own addresses"
+        )
+    else:
+        # socket.create_server appends " (while attempting to bind on address ...)": said above.
+        why = (exc.strerror or str(exc)).partition(" (while attempting to bind")[0]
+        if isinstance(exc, socket.gaierror) or (code is not None and code < 0):  # EAI_* codes
+            why = f"the host {host!r} cannot be resolved ({why}); give an IP address"
+    error = type(exc)(f"cannot listen on {where}: {why}")
+    error.errno = code
+    return error
+
+
+class ServerStartedOnImport(BaseException):
+    """`run_http_server` was called while `ImportGuard` was active (``dataserve serve``
+    importing a handler's module); the server was not created, no port was bound.
+
+    A `BaseException`, so that a module's own ``except Exception`` does not swallow it.
+
+    Attributes:
+        module: The module being imported.
+        port: The port the module asked for.
+    """
+
+    def __init__(self, module: str, port: object) -> None:
+        super().__init__(module, port)
+        self.module = module
+        self.port = port
+
+
+class ImportGuard:
+    """While active (a ``with`` block), `run_http_server` raises `ServerStartedOnImport`
+    instead of serving: ``dataserve serve`` imports a module to find its handler, and a
+    module that starts a server when imported would otherwise serve (on its own port,
+    ignoring ``--port``) before the command could.
+
+    Args:
+        module: The module about to be imported, for the message.
+    """
+
+    active: ClassVar[list[str]] = []
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        ImportGuard.active.append(self.module)
+
+    def __exit__(self, *exc_info: object) -> None:
+        ImportGuard.active.remove(self.module)
+
+
 def run_http_server(
     port: int,
     data_handler: type[HTTPDataHandler] | HTTPDataHandler,
@@ -875,12 +1154,21 @@ def run_http_server(
     bound every interface).
 
     Args:
-        port: TCP port (``0`` picks a free one, printed).
+        port: TCP port (``0`` picks a free one, printed). ``0`` with ``unix_socket=``.
         data_handler: An `HTTPDataHandler` subclass (instantiated once) or an instance.
         host: Address to bind.
         **options: The keyword arguments of `HTTPDataServer` (``auth_token``,
-            ``max_body_size``, ...), type-checked.
+            ``max_body_size``, ``unix_socket``, ...), type-checked. For a Unix socket:
+            ``run_http_server(0, MyDataHandler, unix_socket="/run/app/data.sock")``.
+
+    Raises:
+        OSError: The server cannot listen on ``host:port`` (the message says why: the port
+            in use, a privileged port, an address not of this machine).
+        ValueError: ``port`` is outside 0-65535.
+        TypeError: ``port`` is not an int, or ``data_handler`` is not a handler.
     """
+    if ImportGuard.active:  # dataserve serve is importing the module that called us
+        raise ServerStartedOnImport(ImportGuard.active[-1], port)
     server = HTTPDataServer(data_handler, port, host, **options)
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None
@@ -889,9 +1177,10 @@ def run_http_server(
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         server.start()
+        where = "" if server.unix_socket is None else f"socket file {server.unix_socket}; "
         print(
             f"dataserve: serving {type(server.handler).__qualname__} at {server.url} "
-            "(Ctrl-C to stop)",
+            f"({where}Ctrl-C to stop)",
             flush=True,
         )
         try:

@@ -16,6 +16,7 @@ import io
 import os
 import socket
 import stat
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -25,6 +26,8 @@ __all__ = [
     "DRAIN_LIMIT",
     "PROGRESS_STEP",
     "BodyCutShort",
+    "BodyError",
+    "BodyRejected",
     "BodySource",
     "BodyTimeout",
     "BodyTooLarge",
@@ -71,12 +74,18 @@ def is_text_file(value: object) -> bool:
     return isinstance(value, io.TextIOBase)
 
 
-def is_stream_annotation(annotation: object) -> bool:
+def is_stream_annotation(annotation: object, *, or_none: bool = False) -> bool:
     """Whether a route's payload (or return) annotation asks for a binary stream:
-    ``typing.BinaryIO`` or ``typing.IO[bytes]``."""
+    ``typing.BinaryIO`` or ``typing.IO[bytes]`` (with ``or_none``, also ``BinaryIO | None``)."""
     if annotation is typing.BinaryIO:
         return True
-    return typing.get_origin(annotation) is typing.IO and typing.get_args(annotation) == (bytes,)
+    origin = typing.get_origin(annotation)
+    if origin is typing.IO:
+        return typing.get_args(annotation) == (bytes,)
+    if or_none and (origin is typing.Union or origin is types.UnionType):
+        rest = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return len(rest) == 1 and is_stream_annotation(rest[0])
+    return False
 
 
 def _fileno(f: Any) -> int | None:
@@ -303,25 +312,42 @@ class FileBody:
                 close()
 
 
-class BodyTimeout(TimeoutError):
+class BodyError(OSError):
+    """A streamed request body could not be read; the server answers for it (see below)."""
+
+
+class BodyTimeout(BodyError, TimeoutError):
     """No byte of a streamed request body arrived within the server's ``request_timeout``."""
 
 
-class BodyCutShort(ConnectionError):
+class BodyCutShort(BodyError, ConnectionError):
     """The client closed the connection before the whole request body arrived."""
 
 
-class BodyTooLarge(OSError):
-    """A streamed request body went past the server's ``max_body_size``."""
+class BodyTooLarge(BodyError):
+    """A streamed request body went past the server's ``max_body_size`` (413)."""
+
+
+class BodyRejected(BodyError):
+    """A streamed request body broke a framing rule (a malformed chunk): ``status`` says
+    what the server answers (400, 431)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class BodySource(Protocol):
     """Where a `RequestBody` gets its bytes: one shell's bounded view of the connection.
 
     ``read`` and ``readinto`` return as many bytes as asked unless the body ends first;
-    ``read1`` and ``readinto1`` wait at most once and return what arrived (at least one
-    byte). All return nothing at the end of the body; a body cut short raises
-    `BodyCutShort`, a stall `BodyTimeout`.
+    ``read1`` and ``readinto1`` return what arrived (at least one byte), waiting at most
+    once for body bytes. All return nothing at the end of the body. A failure raises a
+    `BodyError`: `BodyCutShort`, `BodyTimeout`, `BodyTooLarge` or `BodyRejected`.
     """
 
     def read(self, size: int, /) -> bytes: ...
@@ -412,7 +438,7 @@ class RequestBody(io.BufferedIOBase):
             return b""
         try:
             data = read(size)
-        except (BodyCutShort, BodyTimeout) as exc:
+        except BodyError as exc:
             self.error = exc
             raise
         if not data:
@@ -427,7 +453,7 @@ class RequestBody(io.BufferedIOBase):
             return 0
         try:
             count = readinto(view)
-        except (BodyCutShort, BodyTimeout) as exc:
+        except BodyError as exc:
             self.error = exc
             raise
         if not count:

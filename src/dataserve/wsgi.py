@@ -50,6 +50,7 @@ __all__ = ["make_app"]
 
 _VERSIONS: Final = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
+_READ_SIZE: Final = 1 << 20  # a chunked body is read from wsgi.input in pieces of at most this
 
 
 def make_app(
@@ -72,7 +73,10 @@ def make_app(
             when ``None``.
         auth_token: Require ``Authorization: Bearer <token>`` on every call (constant-time
             comparison; ``HEAD`` needs none).
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, as soon as a chunked one passes it). A chunked body is
+            read to the end of ``wsgi.input`` where the WSGI server de-chunks it and says so
+            with ``wsgi.input_terminated`` (gunicorn does); elsewhere it is 411.
         expose_tracebacks: Put handler tracebacks in 500 replies (debugging only).
     Returns:
         The WSGI application, safe to call from several threads at once.
@@ -93,7 +97,10 @@ def make_app(
             if request.stream:  # a BinaryIO route reads wsgi.input itself, bounded
                 reply = _handle_streamed(core, request, environ)
             else:
-                body = environ["wsgi.input"].read(length) if length else b""
+                if request.chunked:
+                    body = _read_to_end(environ, core.max_body_size)
+                else:
+                    body = environ["wsgi.input"].read(length) if length else b""
                 if len(body) < length:
                     raise HTTPError(400, "the body is shorter than its Content-Length", close=True)
                 reply = core.handle(request, body)
@@ -115,6 +122,38 @@ def make_app(
     return app
 
 
+def _read_to_end(environ: WSGIEnvironment, max_body_size: int) -> bytes:
+    """A chunked body, which the WSGI server has already de-chunked: read to its end.
+
+    Raises:
+        HTTPError: 413 as soon as more than ``max_body_size`` bytes arrived; 411 if the WSGI
+            server does not say it ends ``wsgi.input`` at the body's end (``wsgi.input_terminated``,
+            as gunicorn does), since reading on could then block or read past the body.
+    """
+    if not environ.get("wsgi.input_terminated"):
+        raise HTTPError(
+            411,
+            "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
+            "send the body with a Content-Length, or serve with gunicorn",
+            close=True,
+        )
+    stream = environ["wsgi.input"]
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        part = stream.read(min(_READ_SIZE, max_body_size + 1 - total))
+        if not part:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        total += len(part)
+        if total > max_body_size:
+            raise HTTPError(
+                413,
+                f"chunked body over this server's limit of {max_body_size} bytes",
+                close=True,
+            )
+        parts.append(part)
+
+
 def _buffer_chunks(view: memoryview) -> Iterator[bytes]:
     """A large buffer as bytes chunks (WSGI servers take bytes only), one copied at a time."""
     for start in range(0, view.nbytes, CHUNK_SIZE):
@@ -126,9 +165,20 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
 
     What the route leaves unread is read and discarded up to `DRAIN_LIMIT`; anything beyond
     is left to the WSGI server (which discards it or closes the connection).
+
+    Raises:
+        HTTPError: 411 for a chunked body when the WSGI server does not end ``wsgi.input``
+            at the body's end (see `_read_to_end`).
     """
-    source = _WSGIBody(environ["wsgi.input"], request.content_length)
-    stream = RequestBody(source, core.max_body_size)
+    if request.chunked and not environ.get("wsgi.input_terminated"):
+        raise HTTPError(
+            411,
+            "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
+            "send the body with a Content-Length, or serve with gunicorn",
+            close=True,
+        )
+    length = None if request.chunked else request.content_length
+    stream = RequestBody(_WSGIBody(environ["wsgi.input"], length), core.max_body_size)
     reply = core.handle(request, stream)
     if stream.error is None:
         stream.drain(DRAIN_LIMIT)
@@ -136,42 +186,49 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
 
 
 class _WSGIBody:
-    """A streamed request body: at most ``length`` bytes of ``wsgi.input`` (PEP 3333: never
-    read past ``CONTENT_LENGTH``). Stalls are the WSGI server's to time out."""
+    """A streamed request body from ``wsgi.input``: at most ``length`` bytes (PEP 3333: never
+    read past ``CONTENT_LENGTH``), or, for a chunked body the WSGI server de-chunks
+    (``length`` ``None``), up to the end it marks. Stalls are the WSGI server's to time out."""
 
-    __slots__ = ("_input", "length", "remaining")
+    __slots__ = ("_ended", "_input", "length", "received")
 
-    def __init__(self, wsgi_input: Any, length: int) -> None:
+    def __init__(self, wsgi_input: Any, length: int | None) -> None:
         self._input = wsgi_input
         self.length = length
-        self.remaining = length
+        self.received = 0
+        self._ended = length == 0
 
     def exhausted(self) -> bool:
-        return self.remaining <= 0
+        return self._ended
 
     def read(self, size: int, /) -> bytes:
         parts = []
-        missing = min(size, self.remaining)
-        while missing > 0:  # each read returns at least one byte, or raises
-            data = self.read1(missing)
+        missing = size
+        while missing > 0 and (data := self.read1(missing)):
             parts.append(data)
             missing -= len(data)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read1(self, size: int, /) -> bytes:
-        wanted = min(size, self.remaining, CHUNK_SIZE)
-        if wanted <= 0:
+        wanted = min(size, CHUNK_SIZE)
+        if self.length is not None:
+            wanted = min(wanted, self.length - self.received)
+        if self._ended or wanted <= 0:
             return b""
         try:
             data = self._input.read(wanted)
         except Exception as exc:  # each WSGI server raises its own kind for a lost client
             raise BodyCutShort(f"reading the request body failed: {exc}") from exc
+        self.received += len(data)
         if not data:
-            raise BodyCutShort(
-                f"the client closed the connection after {self.length - self.remaining} "
-                f"of {self.length} body bytes"
-            )
-        self.remaining -= len(data)
+            if self.length is not None:
+                raise BodyCutShort(
+                    f"the client closed the connection after {self.received} "
+                    f"of {self.length} body bytes"
+                )
+            self._ended = True  # the de-chunked body's end
+        elif self.received == self.length:
+            self._ended = True
         return bytes(data)
 
     def readinto(self, view: memoryview, /) -> int:
