@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
 from typing import Annotated, Any, Literal, Optional, Union, assert_type
 
@@ -147,3 +148,23 @@ def errors(client: HTTPDataClient) -> None:
     except DataServeError as e:
         ex: Exception = e
         print(ex)
+
+
+def streaming(client: HTTPDataClient, path: str) -> None:
+    """SPEC 10: file payloads, ``out=`` (an int: the bytes written) and ``progress=``."""
+
+    def report(done: int, total: int | None) -> None:
+        print(done, total)
+
+    with open(path, "rb") as f:
+        assert_type(client.send("/upload", f), Any)
+        assert_type(client.send("/upload", f, type=int), int)
+        assert_type(client.send("/upload", f, type=int, progress=report), int)
+    with open(path, "wb") as out:
+        assert_type(client.send("/blob", out=out), int)
+        assert_type(client.send("/blob", 3, out=out, progress=report), int)
+    assert_type(client.send("/blob", out=io.BytesIO()), int)
+    assert_type(client.send("/xs", [1], progress=lambda done, total: None), Any)
+    assert_type(client.send("/xs", [1], progress=print), Any)
+    written: int = client.send("/blob", out=io.BytesIO())
+    print(written)

@@ -7,6 +7,7 @@ as one of these lines stops being an error. Never run.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Mapping
 from typing import Any, Literal, Optional
 
@@ -60,6 +61,19 @@ def send_arguments(client: HTTPDataClient) -> None:
     client.send("/xs", [1], list[int])  # type: ignore[call-overload]
     client.send("/xs", typ=list[int])  # type: ignore[call-overload]
     client.wait_ready("soon")  # type: ignore[arg-type]
+
+
+def streaming_arguments(client: HTTPDataClient) -> None:
+    out = io.BytesIO()
+    client.send("/blob", out=out, type=bytes)  # type: ignore[call-overload]
+    client.send("/blob", out="reply.bin")  # type: ignore[call-overload]
+    text: str = client.send("/blob", out=out)  # type: ignore[assignment]
+    client.send("/xs", [1], progress=_one_argument)  # type: ignore[arg-type]
+    print(text)
+
+
+def _one_argument(done: int) -> None:
+    print(done)
 
 
 def constructors() -> None:

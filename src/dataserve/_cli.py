@@ -6,6 +6,7 @@ Errors end with a one-line message on stderr and a non-zero exit code, never a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import json
@@ -15,7 +16,7 @@ import sysconfig
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
+from typing import Any, BinaryIO, Final, NoReturn, TextIO
 
 import msgspec
 
@@ -265,21 +266,23 @@ def _send(args: argparse.Namespace) -> int:
             raise DataServeError(f"--json is not valid JSON: {exc}") from exc
     elif args.text is not None:
         payload = args.text
-    elif args.file is not None:
-        with open(args.file, "rb") as f:
-            payload = f.read()
     token = _token_from_env(args.auth_token_env)
-    with HTTPDataClient(url=args.url, auth_token=token, timeout=args.timeout) as client:
-        result = client.send(args.resource, payload)
-    if args.out is not None:
-        with open(args.out, "wb") as f:
-            if isinstance(result, bytes):
-                f.write(result)
-            elif isinstance(result, str):
-                f.write(result.encode())
-            else:
-                f.write(msgspec.json.format(msgspec.json.encode(result)))
-        return 0
+    progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    with contextlib.ExitStack() as stack:
+        if args.file is not None:  # streamed from the file, never read whole
+            payload = stack.enter_context(open(args.file, "rb"))
+        client = stack.enter_context(
+            HTTPDataClient(url=args.url, auth_token=token, timeout=args.timeout)
+        )
+        if progress is not None:
+            stack.callback(progress.close)
+        if args.out is not None:  # the reply's bytes streamed into the file
+            out = _OutFile(args.out)
+            stack.callback(out.close)
+            client.send(args.resource, payload, out=out, progress=progress)
+            out.finish()
+            return 0
+        result = client.send(args.resource, payload, progress=progress)
     if isinstance(result, str):
         print(result)
     elif isinstance(result, bytes):
@@ -288,6 +291,98 @@ def _send(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(msgspec.to_builtins(result), indent=2, ensure_ascii=False))
     return 0
+
+
+class _OutFile:
+    """``--out PATH``, opened on the first byte of a successful reply: an error reply leaves
+    an existing file as it was."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._file: BinaryIO | None = None
+
+    def write(self, data: memoryview, /) -> int:
+        if self._file is None:
+            self._file = open(self._path, "wb")  # noqa: SIM115
+        return self._file.write(data)
+
+    def finish(self) -> None:
+        """The reply arrived whole: create the file even if the body was empty."""
+        if self._file is None:
+            self._file = open(self._path, "wb")  # noqa: SIM115
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+PROGRESS_MIN_BYTES: Final = 4 << 20
+"""Transfers below this size draw no progress line."""
+_PROGRESS_INTERVAL: Final = 0.1  # seconds between two redraws
+
+
+class _ProgressLine:
+    """The progress line of ``dataserve send`` on a terminal: ``sent 12.0 of 256.0 MiB (4%),
+    310.2 MiB/s``, redrawn in place with ``\\r``, for the request body and then the reply.
+
+    A `send` progress callback: each phase begins with a call ``(0, total)``.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._phase = -1  # 0: the request body going out, 1: the reply coming in
+        self._start = 0.0
+        self._last_draw = 0.0
+        self._state: tuple[int, int | None] = (0, None)
+        self._drawn: tuple[int, int | None] | None = None  # what the line shows
+        self._width = 0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if done == 0:  # a phase begins
+            self._end_line()
+            self._phase += 1
+            self._start = self._last_draw = now
+            self._state = (0, total)
+            return
+        self._state = (done, total)
+        final = total is not None and done >= total
+        if final or now - self._last_draw >= _PROGRESS_INTERVAL:
+            self._draw(now)
+
+    def close(self) -> None:
+        """End the line (after the last phase, or before an error message)."""
+        self._end_line()
+
+    def _draw(self, now: float) -> None:
+        done, total = self._state
+        if max(done, total or 0) < PROGRESS_MIN_BYTES or self._drawn == self._state:
+            return
+        self._last_draw = now
+        rate = done / max(now - self._start, 1e-6)
+        verb = "sent" if self._phase <= 0 else "received"
+        if total:
+            text = f"{verb} {_mib(done)} of {_mib(total)} MiB ({done * 100 // total}%)"
+        else:
+            text = f"{verb} {_mib(done)} MiB"
+        line = f"dataserve: {text}, {_mib(rate)} MiB/s"
+        self._stream.write("\r" + line.ljust(self._width))
+        self._stream.flush()
+        self._width = len(line)
+        self._drawn = self._state
+
+    def _end_line(self) -> None:
+        self._draw(time.monotonic())
+        if self._drawn is not None:
+            self._stream.write("\n")
+            self._stream.flush()
+        self._drawn = None
+        self._width = 0
+
+
+def _mib(count: float) -> str:
+    return f"{count / (1 << 20):.1f}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -383,8 +478,8 @@ def _parser() -> argparse.ArgumentParser:
     group = send.add_mutually_exclusive_group()
     group.add_argument("--json", metavar="TEXT", help="send this JSON value")
     group.add_argument("--text", metavar="TEXT", help="send this string (text/plain)")
-    group.add_argument("--file", metavar="PATH", help="send this file's bytes")
-    send.add_argument("--out", metavar="PATH", help="write the reply to this file")
+    group.add_argument("--file", metavar="PATH", help="send this file's bytes (streamed)")
+    send.add_argument("--out", metavar="PATH", help="write the reply's bytes to this file")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (30)")
     send.add_argument(
         "--auth-token-env",

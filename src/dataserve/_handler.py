@@ -8,6 +8,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar
 
+from ._stream import is_stream_annotation
+
 __all__ = [
     "HTTPDataHandler",
     "ResolvedRoute",
@@ -35,6 +37,13 @@ def route(resource: str) -> Callable[[F], F]:
     ``null``, and the client's `send` returns ``None``: that is how a handler says "nothing"
     (a cache miss, an empty answer) as a value. Any other route, and `handle_request`, keep the
     seed's meaning: ``None`` is "not handled", a 404 (`ResourceNotFound` for the caller).
+
+    A payload annotated ``typing.BinaryIO`` (or ``IO[bytes]``) is not decoded: the route gets
+    the request body as a readable binary stream (any ``Content-Type``), reads what it wants
+    (at most the body, never more than ``max_body_size``), and may write it straight to disk
+    with ``shutil.copyfileobj``. What it leaves unread is discarded after it returns (up to
+    1 MiB; beyond that the connection is closed after the reply). A route may also return a
+    binary file object (streamed back, then closed) or a ``memoryview``.
 
     Example::
 
@@ -114,9 +123,13 @@ class HTTPDataHandler:
 
 
 class ResolvedRoute:
-    """A route bound to a handler instance, with its annotations resolved."""
+    """A route bound to a handler instance, with its annotations resolved.
 
-    __slots__ = ("method", "none_is_value", "payload_type", "return_type")
+    ``stream`` is set for a payload annotated ``typing.BinaryIO`` (or ``IO[bytes]``): the
+    route reads the request body as a stream instead of receiving a decoded value.
+    """
+
+    __slots__ = ("method", "none_is_value", "payload_type", "return_type", "stream")
 
     def __init__(
         self,
@@ -124,10 +137,12 @@ class ResolvedRoute:
         payload_type: object,
         return_type: object,
         none_is_value: bool = False,
+        stream: bool = False,
     ) -> None:
         self.method = method
         self.payload_type = payload_type
         self.return_type = return_type
+        self.stream = stream
         self.none_is_value = none_is_value
         """The return annotation admits ``None``: a returned ``None`` is answered as ``null``."""
 
@@ -184,7 +199,12 @@ def resolve_routes(handler: HTTPDataHandler) -> dict[str, ResolvedRoute]:
             payload_type = None
         if return_type in (Any, object, type(None)):
             return_type = None
-        resolved[resource] = ResolvedRoute(method, payload_type, return_type, none_is_value)
+        stream = is_stream_annotation(payload_type)  # the body as a stream, not decoded
+        if stream:
+            payload_type = None
+        if is_stream_annotation(return_type, or_none=True):  # a returned file goes as it is
+            return_type = None
+        resolved[resource] = ResolvedRoute(method, payload_type, return_type, none_is_value, stream)
     return resolved
 
 

@@ -8,6 +8,7 @@ socket: backends read bytes, hand them here, and write what comes back.
 from __future__ import annotations
 
 import hmac
+import io
 import logging
 import re
 import traceback
@@ -19,11 +20,24 @@ import msgspec
 
 from ._errors import DecodeError, EncodeError, RemoteError, error_class_for_status
 from ._handler import HTTPDataHandler, ResolvedRoute, resolve_routes
-from .codecs._base import Codec
+from ._stream import (
+    BodyCutShort,
+    BodyRejected,
+    BodyTimeout,
+    BodyTooLarge,
+    FileBody,
+    RequestBody,
+    is_binary_file,
+    is_text_file,
+    stream_size,
+)
+from .codecs._base import BytesCodec, Codec
 from .codecs._registry import CodecRegistry
 
 __all__ = [
+    "CHUNK_TAIL",
     "DEFAULT_MAX_BODY_SIZE",
+    "LAST_CHUNK",
     "MAX_ACCEPT_ITEMS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
@@ -36,6 +50,7 @@ __all__ = [
     "RequestHead",
     "ServerCore",
     "check_token",
+    "chunk_head",
     "codec_for_content_type",
     "parse_accept",
     "parse_content_length",
@@ -94,6 +109,23 @@ _VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
 _VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
 _PROBLEM_ENCODER: Final = msgspec.json.Encoder()
+
+
+# -- chunked framing (RFC 9112 section 7.1), encoding side ----------------------------------
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+"""The last chunk of a chunked body, with an empty trailer section."""
+CHUNK_TAIL: Final = b"\r\n"
+"""What follows each chunk's data."""
+
+
+def chunk_head(size: int) -> bytes:
+    """The chunk-size line that opens a chunk of ``size`` bytes (> 0) in a chunked body.
+
+    A chunk on the wire is ``chunk_head(len(data))``, the data, `CHUNK_TAIL`; the body ends
+    with `LAST_CHUNK`. The data itself is sent from the caller's buffer, never concatenated.
+    """
+    return b"%x\r\n" % size
 
 
 class HTTPError(Exception):
@@ -179,6 +211,7 @@ class Request:
         "keep_alive",
         "params",
         "resource",
+        "stream",
     )
 
     def __init__(
@@ -191,7 +224,9 @@ class Request:
         keep_alive: bool,
         expect_continue: bool = False,
         chunked: bool = False,
+        stream: bool = False,
     ) -> None:
+        self.stream = stream  # a route reads the body as a stream: the shell must not read it
         self.expect_continue = expect_continue  # send "100 Continue" before reading the body
         self.chunked = chunked  # the body is chunked (content_length is then 0): decode it
         self.resource = resource
@@ -529,6 +564,7 @@ class ServerCore:
         self.max_body_size = max_body_size
         self.expose_tracebacks = expose_tracebacks
         self._routes = resolve_routes(handler)
+        self._streamed = frozenset(r for r, route in self._routes.items() if route.stream)
         self._catch_all: Callable[[str, Any], object] = handler.handle_request
         self._ok_headers: dict[str, tuple[tuple[str, str], ...]] = {}
 
@@ -599,6 +635,9 @@ class ServerCore:
         codec, media_type, params = codec_for_content_type(
             self.registry, headers.get("content-type")
         )
+        stream = resource in self._streamed  # a BinaryIO route takes any Content-Type
+        if codec is None and stream:
+            codec = _STREAM_CODEC
         if codec is None:
             accepted = ", ".join(self.registry.media_types)
             raise HTTPError(
@@ -619,6 +658,7 @@ class ServerCore:
             keep_alive,
             expect is not None and head.version == (1, 1),
             chunked,
+            stream,
         )
 
     # -- body ------------------------------------------------------------------------------
@@ -638,6 +678,8 @@ class ServerCore:
             reply = error_reply(
                 HTTPError(500, f"the server failed to answer: {name}", extra={"exception": name})
             )
+        if body.__class__ is RequestBody and body.error is not None:
+            reply = _stream_failed(request, body, reply)
         if not request.keep_alive:
             reply.close = True  # HTTP/1.0 or "Connection: close": whatever the reply
         return reply
@@ -656,15 +698,22 @@ class ServerCore:
             except Exception as exc:
                 return self._handler_failed(resource, exc)
         else:
-            payload = self._decode(codec, body, request.params, route.payload_type)
+            payload = (
+                _as_stream(body)
+                if route.stream
+                else self._decode(codec, body, request.params, route.payload_type)
+            )
             try:
                 result = route.method(payload)
             except Exception as exc:
+                if route.stream and exc is getattr(payload, "error", None):
+                    return Reply(500, (), b"")  # the body failed: handle() answers that
                 return self._handler_failed(resource, exc)
             if route.return_type is not None and result is not None:
                 try:
                     result = msgspec.convert(result, route.return_type)
                 except (msgspec.ValidationError, TypeError) as exc:
+                    _close_if_file(result)
                     raise HTTPError(
                         500,
                         f"the route for {resource!r} returned a value that "
@@ -673,6 +722,8 @@ class ServerCore:
                     ) from None
         if result is None and (route is None or not route.none_is_value):
             raise HTTPError(404, _none_detail(resource, route))
+        if is_binary_file(result):
+            return _file_reply(result, resource)
         try:
             out_codec, data = self.registry.encode_for(result, request.accept)
             content_type = self.registry.content_type(out_codec, result)
@@ -709,6 +760,79 @@ class ServerCore:
         except Exception:
             message = "(its message could not be turned into text)"
         return error_reply(HTTPError(500, f"{name}: {message}", extra=extra))
+
+
+_STREAM_CODEC: Final = BytesCodec()
+_FILE_HEADERS: Final = (("Content-Type", OCTET_STREAM),)
+
+
+def _as_stream(body: Any) -> Any:
+    """The body for a route annotated ``BinaryIO``: the shell's stream, or (from a shell that
+    read the body whole) a stream over the bytes."""
+    return body if body.__class__ is RequestBody else io.BytesIO(body)
+
+
+def _file_reply(result: Any, resource: str) -> Reply:
+    """The reply for a binary file object a handler returned: streamed by the shell, which
+    closes the file once the reply is sent or has failed."""
+    if result.__class__ is RequestBody:
+        raise HTTPError(
+            500,
+            f"the handler for {resource!r} returned its request body stream; read it and "
+            "return the data, a file or a memoryview",
+            extra={"exception": "TypeError"},
+        )
+    if is_text_file(result):
+        _close_if_file(result)
+        raise HTTPError(
+            500,
+            f"the handler for {resource!r} returned a file opened in text mode; "
+            "open it with 'rb' to stream it",
+            extra={"exception": "TypeError"},
+        )
+    try:
+        size = stream_size(result)
+    except Exception:
+        _close_if_file(result)
+        raise
+    return Reply(200, _FILE_HEADERS, FileBody(result, size, resource))
+
+
+def _close_if_file(value: object) -> None:
+    if is_binary_file(value):
+        FileBody(value, None, "").close()
+
+
+def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
+    """The reply when a streamed request body could not be read, whatever the route did."""
+    if reply.body.__class__ is FileBody:
+        reply.body.close()
+    error = body.error
+    resource = request.resource
+    if isinstance(error, BodyTimeout):
+        failure = HTTPError(
+            408,
+            f"no byte of the request body for {resource!r} arrived within the server's "
+            "request_timeout",
+            close=True,
+        )
+    elif isinstance(error, BodyTooLarge):
+        failure = HTTPError(
+            413,
+            f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
+            close=True,
+        )
+    elif isinstance(error, BodyRejected):
+        failure = HTTPError(error.status, error.detail, close=True)
+    elif isinstance(error, BodyCutShort):
+        failure = HTTPError(
+            400, f"the request body for {resource!r} was cut short: {error}", close=True
+        )
+    else:
+        failure = HTTPError(
+            400, f"the request body for {resource!r} could not be read: {error}", close=True
+        )
+    return error_reply(failure)
 
 
 # -- client side -----------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from typing import Any, ClassVar, Final, Self, TypedDict, Unpack, cast
 
 from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
-from ._io import send_message
+from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
+    CHUNK_TAIL,
     DEFAULT_MAX_BODY_SIZE,
+    LAST_CHUNK,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -40,8 +42,23 @@ from ._protocol import (
     Request,
     ServerCore,
     _resource_of,
+    chunk_head,
     error_reply,
     parse_request_head,
+)
+from ._stream import (
+    DRAIN_LIMIT,
+    BodyCutShort,
+    BodyRejected,
+    BodyTimeout,
+    BodyTooLarge,
+    FileBody,
+    FileChunks,
+    FileEndedEarly,
+    RequestBody,
+    kernel_offset,
+    read_whole,
+    send_file_region,
 )
 from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry, default_registry
@@ -97,6 +114,13 @@ _prefixes: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
 
 def _head(reply: Reply, length: int) -> bytes:
     """The reply head: status line and headers, with framing, ending in the blank line."""
+    prefix = _head_prefix(reply)
+    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+
+
+def _head_prefix(reply: Reply) -> bytes:
+    """The status line and the reply's own headers (framing excluded), cached."""
     key = (reply.status, reply.headers)
     prefix = _prefixes.get(key)
     if prefix is None:
@@ -106,14 +130,72 @@ def _head(reply: Reply, length: int) -> bytes:
         if len(_prefixes) >= 256:
             _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
         _prefixes[key] = prefix
-    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
-    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+    return prefix
 
 
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
+    if body.__class__ is FileBody:
+        _send_file(sock, reply, body, head_only)
+        return
     length = _body_length(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
+
+
+def _send_file(sock: socket.socket, reply: Reply, body: FileBody, head_only: bool) -> None:
+    """Stream a file a handler returned, then close it (also when the client went away).
+
+    With a known size, it goes out with its ``Content-Length``: from the kernel
+    (``sendfile``, zero-copy) for a regular file on a plain TCP socket, otherwise in chunks
+    read into one reused buffer (TLS, ``BytesIO``, ...). A small one goes out in one write with
+    the head. A file of unknown size (a pipe) goes out chunked, or delimited by closing the
+    connection when the reply closes it anyway (so an HTTP/1.0 peer can read it).
+    """
+    try:
+        size = body.size
+        if head_only:
+            sock.sendall(_head(reply, size or 0))
+        elif size is None:
+            framing = b"" if reply.close else b"Transfer-Encoding: chunked\r\n"
+            end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+            sock.sendall(_head_prefix(reply) + framing + _http_date(time.time()) + end)
+            chunks = FileChunks(body.file, None)
+            while chunk := chunks.next():
+                if reply.close:
+                    sock.sendall(chunk)
+                else:
+                    sock.sendall(chunk_head(len(chunk)))
+                    sock.sendall(chunk)
+                    sock.sendall(CHUNK_TAIL)
+            if not reply.close:
+                sock.sendall(LAST_CHUNK)
+        elif size <= ONE_WRITE_LIMIT:
+            data = read_whole(body.file, size)
+            send_message(sock, _head(reply, size), data, size)
+        else:
+            offset = kernel_offset(body.file) if sock.__class__ is socket.socket else None
+            sock.sendall(_head(reply, size))
+            if offset is not None:
+                send_file_region(sock, body.file, offset, size)
+            else:
+                chunks = FileChunks(body.file, size)
+                while chunk := chunks.next():
+                    sock.sendall(chunk)
+    except (FileEndedEarly, TypeError) as exc:
+        reason = (
+            f"it ended after {exc.done} of its {exc.size} bytes (it shrank while being sent)"
+            if isinstance(exc, FileEndedEarly)
+            else str(exc)
+        )
+        _log.error(
+            "dataserve: the file returned for %r could not be sent whole: %s; "
+            "the connection was closed",
+            body.resource,
+            reason,
+        )
+        raise ConnectionAbortedError("the reply's file could not be sent") from None
+    finally:
+        body.close()
 
 
 class ServerOptions(TypedDict, total=False):
@@ -298,7 +380,9 @@ class HTTPDataServer:
         max_body_size: Largest request body, in bytes (413 beyond: before reading a body
             with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
-            last, however slowly it trickles (408 after).
+            last, however slowly it trickles (408 after). For a body a ``BinaryIO`` route
+            reads as a stream, it bounds each stall instead (no byte for that long), not the
+            whole transfer.
         max_connections: Most connections open at once, each served by one thread. A new
             connection beyond it closes the connection that has waited longest for a request
             (idle between requests, or never sent a byte; its client reconnects on its next
@@ -764,6 +848,8 @@ class HTTPDataServer:
                 length = request.content_length
                 if request.expect_continue and (length or request.chunked):
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if request.stream:  # a BinaryIO route reads the body itself, as it arrives
+                    return self._serve_streamed(conn, sock, rfile, request)
                 if request.chunked:
                     body = _read_chunked(rfile, self._core.max_body_size)
                 else:
@@ -799,6 +885,47 @@ class HTTPDataServer:
             conn.idle_since = next(self._ticks)  # before busy is cleared: never a stale tick
             conn.busy = False
             conn.deadline = None
+
+    def _serve_streamed(
+        self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader, request: Request
+    ) -> bool:
+        """Serve a request whose route reads its body as a stream; return whether the
+        connection stays open.
+
+        From here on ``request_timeout`` bounds each wait for body bytes (a stall), not the
+        whole body: a large upload that keeps moving is never cut. What the route leaves
+        unread is drained (up to `DRAIN_LIMIT`) to keep the connection; beyond that, or after
+        a failed read, the reply closes it (and lingers, so the client sees the reply).
+        """
+        with self._lock:  # the reaper marks timed_out under it
+            conn.deadline = None
+            timed_out = conn.timed_out
+        if timed_out:
+            _send(sock, error_reply(_TIMEOUT_ERROR))
+            return False
+        source: _SocketBody | _ChunkedSocketBody
+        if request.chunked:
+            source = _ChunkedSocketBody(conn, rfile, self._core.max_body_size, self.request_timeout)
+        else:
+            source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
+        stream = RequestBody(source, self._core.max_body_size)
+        reply = self._core.handle(request, stream)
+        if isinstance(stream.error, BodyCutShort):
+            if reply.body.__class__ is FileBody:
+                reply.body.close()
+            return False  # the client went away mid-body: nobody to answer
+        if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
+            reply.close = True
+        if self._closing.is_set() or conn.timed_out:
+            reply.close = True
+        try:
+            _send(sock, reply)
+        except TimeoutError:
+            return False  # the client stopped reading the reply
+        # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
+        # that can destroy this reply before it is read. (A timed-out read side is cut.)
+        conn.linger = reply.close and not stream.at_end and not conn.timed_out
+        return not reply.close
 
     def _readline(self, conn: _Connection, rfile: io.BufferedReader, limit: int) -> bytes:
         line = rfile.readline(limit)
@@ -847,6 +974,174 @@ class HTTPDataServer:
             header_lines.append(header[:-2])
         head = parse_request_head(line[:-2], header_lines)
         return self._core.check_head(head)
+
+
+class _SocketBody:
+    """A streamed request body on the threaded server: at most ``length`` bytes of the
+    connection's buffered reader.
+
+    Each wait for bytes may last ``request_timeout`` (the socket's timeout, per receive; the
+    reaper's whole-request deadline is not set), so the whole body may take as long as it
+    needs as long as it keeps moving.
+    """
+
+    __slots__ = ("_conn", "_rfile", "_timeout", "length", "remaining")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, length: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self.length = length
+        self.remaining = length
+
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def read(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read, size, whole=True)
+
+    def read1(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read1, size, whole=False)
+
+    def readinto(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto, view, whole=True)
+
+    def readinto1(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto1, view, whole=False)
+
+    def _bytes(self, read: Callable[[int], bytes], size: int, *, whole: bool) -> bytes:
+        wanted = min(size, self.remaining)
+        if wanted <= 0:
+            return b""
+        try:
+            data = read(wanted)
+        except TimeoutError:
+            raise self._stalled() from None
+        self.remaining -= len(data)
+        if len(data) < wanted and (whole or not data):  # EOF before the body's end
+            raise self._cut_short()
+        return data
+
+    def _into(self, readinto: Callable[[memoryview], int], view: memoryview, *, whole: bool) -> int:
+        wanted = min(len(view), self.remaining)
+        if wanted <= 0:
+            return 0
+        try:
+            count = readinto(view[:wanted])
+        except TimeoutError:
+            raise self._stalled() from None
+        self.remaining -= count
+        if count < wanted and (whole or not count):  # EOF before the body's end
+            raise self._cut_short()
+        return count
+
+    def _stalled(self) -> BodyTimeout:
+        return BodyTimeout(
+            f"no byte of the request body arrived for {self._timeout} s "
+            f"({self.length - self.remaining} of {self.length} bytes had)"
+        )
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:  # the reaper cut the read side
+            return self._stalled()
+        return BodyCutShort(
+            f"the client closed the connection after {self.length - self.remaining} "
+            f"of {self.length} body bytes"
+        )
+
+
+class _ChunkedSocketBody:
+    """A streamed chunked request body on the threaded server: the connection's bytes moved
+    through the `ChunkedDecoder` (which owns the framing and ``max_body_size``), never read
+    past the message's end (the next request stays in the reader).
+
+    Each wait for bytes may last ``request_timeout``, as for `_SocketBody`. A read returns at
+    least one body byte unless the body has ended; it may wait more than once to get through
+    the framing lines before them.
+    """
+
+    __slots__ = ("_conn", "_decoder", "_ready", "_rfile", "_start", "_timeout")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, max_body_size: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self._decoder = ChunkedDecoder(max_body_size)
+        self._ready = b""  # decoded body bytes not yet delivered, from _start on
+        self._start = 0
+
+    def exhausted(self) -> bool:
+        return self._decoder.done and self._start >= len(self._ready)
+
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        missing = size
+        while missing > 0 and (piece := self.read1(missing)):
+            parts.append(piece)
+            missing -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def read1(self, size: int, /) -> bytes:
+        if self._start >= len(self._ready):
+            self._fill(size)
+        start = self._start
+        piece = self._ready[start : start + size]
+        self._start = start + len(piece)
+        return piece
+
+    def readinto(self, view: memoryview, /) -> int:
+        filled = 0
+        while filled < len(view) and (count := self.readinto1(view[filled:])):
+            filled += count
+        return filled
+
+    def readinto1(self, view: memoryview, /) -> int:
+        piece = self.read1(len(view))
+        view[: len(piece)] = piece
+        return len(piece)
+
+    def _fill(self, size: int) -> None:
+        decoder = self._decoder
+        rfile = self._rfile
+        self._ready, self._start = b"", 0
+        try:
+            while not decoder.done:
+                pending = decoder.data_pending
+                if pending:  # chunk data only: reading this much cannot pass the body's end
+                    data = rfile.read1(min(pending, max(size, 1)))
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                else:
+                    data = rfile.peek(1)  # what is buffered, or one read; consumed as used
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                    rfile.read(len(data) - len(decoder.leftover))
+                if parts:
+                    self._ready = parts[0] if len(parts) == 1 else b"".join(parts)
+                    return
+        except TimeoutError:
+            raise BodyTimeout(
+                f"no byte of the chunked request body arrived for {self._timeout} s "
+                f"({decoder.received} body bytes had)"
+            ) from None
+        except HTTPError as error:  # the decoder's: a broken rule or the size limit
+            if error.status == 413:
+                raise BodyTooLarge(error.detail) from None
+            raise BodyRejected(error.status, error.detail) from None
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:
+            return BodyTimeout(f"no byte of the chunked request body arrived for {self._timeout} s")
+        return BodyCutShort(
+            "the client closed the connection before the end of the chunked body "
+            f"({self._decoder.received} body bytes had arrived)"
+        )
 
 
 def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
