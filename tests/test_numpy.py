@@ -211,3 +211,15 @@ def test_server_without_the_codec_refuses_arrays_with_415(client: HTTPDataClient
         with HTTPDataClient(url=plain.url, registry=numpy_registry()) as c:
             with pytest.raises(UnsupportedMediaType, match="x-numpy"):
                 c.send("/echo", np.arange(2))
+
+
+def test_ndarray_type_forms_decode_on_every_python() -> None:
+    # numpy.typing.NDArray is a `type` alias on Python 3.12+, whose origin is the alias itself:
+    # a typed route or type= of NDArray[np.float32] must still take the array.
+    from numpy.typing import NDArray
+
+    codec = NumpyCodec()
+    data = np.arange(3, dtype=np.float32).tobytes()
+    params = {"dtype": "<f4", "shape": "3"}
+    for target in (NDArray[np.float32], np.ndarray, np.ndarray[Any, Any]):
+        assert codec.decode(data, params, target).tolist() == [0.0, 1.0, 2.0]

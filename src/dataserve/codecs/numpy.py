@@ -98,10 +98,22 @@ class NumpyCodec:
                 f"and dtype {dtype.str!r}"
             )
         if type is not None:
-            origin = typing.get_origin(type) or type  # np.ndarray[Any, ...], NDArray[...]
+            origin = _origin(type)
             if not (isinstance(origin, builtins.type) and issubclass(np.ndarray, origin)):
                 raise msgspec.ValidationError(f"Expected `{type_name(type)}`, got `numpy.ndarray`")
         return np.ndarray(shape, dtype, buffer=data)  # a view over the body: no copy
+
+
+def _origin(target: object) -> object:
+    """The class behind ``np.ndarray[Any, ...]`` or ``NDArray[...]``, through ``type`` aliases
+    (numpy defines ``NDArray`` as one on Python 3.12+, whose origin is the alias itself)."""
+    for _ in range(8):  # bounded: an alias of an alias of ...
+        origin = typing.get_origin(target) or target
+        value = getattr(origin, "__value__", None)  # a typing.TypeAliasType
+        if value is None:
+            return origin
+        target = value
+    return target
 
 
 def _wire_dtype(dtype: np.dtype[Any], *, received: bool = False) -> str:
