@@ -51,6 +51,7 @@ from ._protocol import (
     MAX_HEADERS,
     OCTET_STREAM,
     HTTPError,
+    asks_to_close,
     check_token,
     chunk_head,
     codec_for_content_type,
@@ -815,30 +816,12 @@ def _send_and_receive(
     except OSError as exc:
         raise _SendFailed from exc
     rfile = conn.reader()
-    while True:
-        status_line = rfile.readline(MAX_HEADER_BYTES + 1)
-        if not status_line:
-            raise _BrokenReply("the server closed the connection without replying")
-        if not status_line.endswith(b"\r\n"):
-            raise _BrokenReply("the connection closed in the middle of the reply head")
-        header_lines: list[bytes] = []
-        while (line := _readline(rfile)) != b"":
-            header_lines.append(line)
-            if len(header_lines) > MAX_HEADERS:
-                raise _BrokenReply("the reply has too many header fields")
-        minor, status, headers = parse_response_head(status_line[:-2], header_lines)
-        if status >= 200:
-            break  # 1xx interim replies are skipped
-    keep_alive = minor == 1 and "close" not in headers.get("connection", "").lower()
-    framing = headers.get("content-length")
-    if status in (204, 304):
-        data = b""  # RFC 9112 6.3: no body, whatever the headers say
-    elif "transfer-encoding" in headers:
+    minor, status, headers = _read_reply_head(rfile)
+    keep_alive = minor == 1 and not asks_to_close(headers.get("connection"))
+    wanted, chunked = _reply_framing(status, headers)
+    if chunked:
         data = _read_chunked(rfile)
-    elif framing is not None:
-        wanted = parse_content_length(framing)
-        if wanted is None:
-            raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
+    elif wanted is not None:
         data = _read_exactly(rfile, wanted)
     else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
         data = rfile.read()
@@ -875,18 +858,11 @@ def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:
 
 def _read_chunked(rfile: io.BufferedReader) -> bytes:
     parts: list[bytes] = []
-    while True:
-        size_line = _readline(rfile).partition(b";")[0].strip()
-        if not _CHUNK_SIZE.fullmatch(size_line):
-            raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}")
-        size = int(size_line, 16)
-        if size == 0:
-            while _readline(rfile):  # trailer fields
-                pass
-            return b"".join(parts)
+    while size := _next_chunk_size(rfile):
         parts.append(_read_exactly(rfile, size))
         if rfile.read(2) != b"\r\n":
             raise _BrokenReply("the chunked reply was cut short")
+    return b"".join(parts)
 
 
 # -- streaming (SPEC 10) ---------------------------------------------------------------------
@@ -984,9 +960,7 @@ class _Transfer:
             if early is not None:
                 raise early from None
             raise
-        keep_alive = (
-            early is None and minor == 1 and "close" not in headers.get("connection", "").lower()
-        )
+        keep_alive = early is None and minor == 1 and not asks_to_close(headers.get("connection"))
         length, chunked = _reply_framing(status, headers)
         if length is None and not chunked:
             keep_alive = False  # framed by closing the connection

@@ -49,6 +49,7 @@ __all__ = [
     "Request",
     "RequestHead",
     "ServerCore",
+    "asks_to_close",
     "check_token",
     "chunk_head",
     "codec_for_content_type",
@@ -294,6 +295,23 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
+
+
+def asks_to_close(connection: str | None) -> bool:
+    """Whether a ``Connection`` header holds the token ``close`` (RFC 9110 7.6.1).
+
+    Args:
+        connection: The header's value as received, or ``None`` when absent.
+    Returns:
+        ``True`` for ``"close"`` or ``"Keep-Alive, Close"``; ``False`` for ``None``, ``""``
+        or a token that merely contains the word (``"x-close-later"``).
+    """
+    if not connection:
+        return False
+    value = connection.lower()
+    if value == "close":  # the usual case, settled without splitting
+        return True
+    return "close" in value and any(token.strip() == "close" for token in value.split(","))
 
 
 def parse_content_length(value: str) -> int | None:
@@ -580,9 +598,8 @@ class ServerCore:
                 chunked, or 400 for ambiguous framing.
         """
         headers = head.headers
-        connection = headers.get("connection", "").lower()
         # HTTP/1.0 clients are served and their connection closed.
-        keep_alive = head.version == (1, 1) and "close" not in connection
+        keep_alive = head.version == (1, 1) and not asks_to_close(headers.get("connection"))
         method = head.method
         framing = headers.get("content-length")
         coding = headers.get("transfer-encoding")
