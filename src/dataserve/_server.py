@@ -55,6 +55,7 @@ from ._stream import (
     FileBody,
     FileChunks,
     FileEndedEarly,
+    Read1Source,
     RequestBody,
     kernel_offset,
     read_whole,
@@ -1052,7 +1053,7 @@ class _SocketBody:
         )
 
 
-class _ChunkedSocketBody:
+class _ChunkedSocketBody(Read1Source):
     """A streamed chunked request body on the threaded server: the connection's bytes moved
     through the `ChunkedDecoder` (which owns the framing and ``max_body_size``), never read
     past the message's end (the next request stays in the reader).
@@ -1077,14 +1078,6 @@ class _ChunkedSocketBody:
     def exhausted(self) -> bool:
         return self._decoder.done and self._start >= len(self._ready)
 
-    def read(self, size: int, /) -> bytes:
-        parts = []
-        missing = size
-        while missing > 0 and (piece := self.read1(missing)):
-            parts.append(piece)
-            missing -= len(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
     def read1(self, size: int, /) -> bytes:
         if self._start >= len(self._ready):
             self._fill(size)
@@ -1092,17 +1085,6 @@ class _ChunkedSocketBody:
         piece = self._ready[start : start + size]
         self._start = start + len(piece)
         return piece
-
-    def readinto(self, view: memoryview, /) -> int:
-        filled = 0
-        while filled < len(view) and (count := self.readinto1(view[filled:])):
-            filled += count
-        return filled
-
-    def readinto1(self, view: memoryview, /) -> int:
-        piece = self.read1(len(view))
-        view[: len(piece)] = piece
-        return len(piece)
 
     def _fill(self, size: int) -> None:
         decoder = self._decoder

@@ -35,6 +35,7 @@ __all__ = [
     "FileChunks",
     "FileEndedEarly",
     "Progress",
+    "Read1Source",
     "RequestBody",
     "is_binary_file",
     "is_stream_annotation",
@@ -361,6 +362,35 @@ class BodySource(Protocol):
     def exhausted(self) -> bool:
         """Whether the body's last byte has been delivered (known without waiting)."""
         ...
+
+
+class Read1Source:
+    """A `BodySource` built on its ``read1``: ``read``, ``readinto`` and ``readinto1`` follow
+    from it. A shell whose reads of the connection cannot do better subclasses this."""
+
+    __slots__ = ()
+
+    def read1(self, size: int, /) -> bytes:
+        raise NotImplementedError
+
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        missing = size
+        while missing > 0 and (piece := self.read1(missing)):
+            parts.append(piece)
+            missing -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, view: memoryview, /) -> int:
+        filled = 0
+        while filled < len(view) and (count := self.readinto1(view[filled:])):
+            filled += count
+        return filled
+
+    def readinto1(self, view: memoryview, /) -> int:
+        piece = self.read1(len(view))
+        view[: len(piece)] = piece
+        return len(piece)
 
 
 class RequestBody(io.BufferedIOBase):

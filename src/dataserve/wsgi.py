@@ -38,6 +38,7 @@ from ._stream import (
     BodyCutShort,
     FileBody,
     FileChunks,
+    Read1Source,
     RequestBody,
     kernel_offset,
 )
@@ -185,7 +186,7 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
     return reply
 
 
-class _WSGIBody:
+class _WSGIBody(Read1Source):
     """A streamed request body from ``wsgi.input``: at most ``length`` bytes (PEP 3333: never
     read past ``CONTENT_LENGTH``), or, for a chunked body the WSGI server de-chunks
     (``length`` ``None``), up to the end it marks. Stalls are the WSGI server's to time out."""
@@ -200,14 +201,6 @@ class _WSGIBody:
 
     def exhausted(self) -> bool:
         return self._ended
-
-    def read(self, size: int, /) -> bytes:
-        parts = []
-        missing = size
-        while missing > 0 and (data := self.read1(missing)):
-            parts.append(data)
-            missing -= len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read1(self, size: int, /) -> bytes:
         wanted = min(size, CHUNK_SIZE)
@@ -230,16 +223,6 @@ class _WSGIBody:
         elif self.received == self.length:
             self._ended = True
         return bytes(data)
-
-    def readinto(self, view: memoryview, /) -> int:
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def readinto1(self, view: memoryview, /) -> int:
-        data = self.read1(len(view))
-        view[: len(data)] = data
-        return len(data)
 
 
 def _file_response(
