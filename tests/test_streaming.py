@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from dataserve import (
     PayloadTooLarge,
     RemoteError,
     ResourceNotFound,
+    WriteTimeout,
     route,
 )
 from dataserve.wsgi import make_app
@@ -460,6 +462,38 @@ def test_pipe_payload_partly_sent_is_never_replayed() -> None:
     feeder.join(WAIT)
     assert "not resent" in str(info.value)
     assert srv.requests == [b"seen"]
+
+
+def test_streamed_upload_the_server_stops_reading_is_a_write_timeout(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def stall(conn: socket.socket, srv: ScriptedServer) -> None:
+        srv.requests.append(_recv_head(conn))
+        release.wait(WAIT)  # reads nothing more: the client's send stalls
+
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(64 * MB)
+    with ScriptedServer(stall) as srv, HTTPDataClient(url=srv.url, timeout=0.5) as client:
+        try:
+            with open(path, "rb") as f, pytest.raises(WriteTimeout, match="not sent completely"):
+                client.send("/up", f)
+        finally:
+            release.set()
+    assert len(srv.requests) == 1
+
+
+def test_pipe_payload_cut_while_sending_is_not_replayed_even_with_retries() -> None:
+    def cut(conn: socket.socket, srv: ScriptedServer) -> None:
+        srv.requests.append(_recv_head(conn))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset
+
+    pipe, feeder = _feed_pipe(_blob(16 * MB))
+    with pipe, ScriptedServer(cut) as srv, HTTPDataClient(url=srv.url, retries=3) as client:
+        with pytest.raises(ConnectionLost, match="cannot seek back"):
+            client.send("/up", pipe)
+    feeder.join(WAIT)
+    assert len(srv.requests) == 1  # not sent again
 
 
 def test_early_error_reply_during_a_large_upload_is_raised_not_a_broken_pipe(

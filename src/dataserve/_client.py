@@ -642,6 +642,8 @@ class HTTPDataClient:
                         "was not resent",
                         url,
                     ) from cause
+                if transfer is not None:
+                    transfer.rewind(url, cause or failure)  # a pipe's body is never replayed
                 retry.sleep()
                 continue
             except (OSError, HTTPError, _BrokenReply) as exc:
@@ -949,16 +951,16 @@ class _Transfer:
                 f"{exc.size} bytes it held when the call began (did it shrink?); the request "
                 "was cut short and its connection closed, so the handler did not receive it"
             ) from None
-        except TimeoutError:
-            raise  # the server stopped reading the body (to be WriteTimeout with issue 9's)
+        except TimeoutError as exc:
+            raise _SendFailed from exc  # the server stopped reading the body: WriteTimeout
         except OSError as exc:
             early = exc  # the server may have answered, then closed, before reading it all
         rfile = conn.reader()
         try:
             minor, status, headers = _read_reply_head(rfile)
         except (OSError, HTTPError, _BrokenReply):
-            if early is not None:
-                raise early from None
+            if early is not None:  # no early answer: the body just could not be sent whole
+                raise _SendFailed from early
             raise
         keep_alive = early is None and minor == 1 and not asks_to_close(headers.get("connection"))
         length, chunked = _reply_framing(status, headers)
