@@ -1,6 +1,6 @@
-"""The README's curl lines, each run with the real ``curl`` against a real server.
+"""The curl lines of docs/cli.md, each run with the real ``curl`` against a real server.
 
-The lines (and the handler module they call) are read from README.md, so the README cannot
+The lines (and the handler module they call) are read from docs/cli.md, so the docs cannot
 drift from what works: each command is followed there by a comment saying what it prints,
 what file it writes, or how it exits, and that is what is checked here.
 """
@@ -24,8 +24,9 @@ from dataserve import HTTPDataClient
 from .conftest import free_port
 from .test_wsgi import _has_module, gunicorn
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-README_ADDRESS = "127.0.0.1:5001"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CLI_DOC = DOCS / "cli.md"
+DOC_ADDRESS = "127.0.0.1:5001"
 CURL = shutil.which("curl")
 
 # Under CI=true (.ci/run installs curl) a missing curl fails these tests instead of skipping.
@@ -53,16 +54,16 @@ def fenced_block(text: str, after: str, language: str) -> str:
     """The first fenced block of ``language`` after the line ``after``."""
     start = text.index(after + "\n")
     match = re.compile(rf"^```{language}\n(.*?)^```$", re.S | re.M).search(text, start)
-    assert match is not None, f"no ```{language} block after {after!r} in README.md"
+    assert match is not None, f"no ```{language} block after {after!r}"
     return match[1]
 
 
 def readme_curl_lines() -> list[Line]:
     lines: list[Line] = []
-    for raw in fenced_block(README.read_text(), "### curl", "sh").splitlines():
+    for raw in fenced_block(CLI_DOC.read_text(), "## curl", "sh").splitlines():
         expected = _EXPECTATION.fullmatch(raw)
         if expected is None:
-            assert not raw.startswith("#"), f"README curl block: unparsed comment {raw!r}"
+            assert not raw.startswith("#"), f"docs/cli.md curl block: unparsed comment {raw!r}"
             lines.append(Line(raw))
             continue
         line = lines[-1]
@@ -76,7 +77,7 @@ def readme_curl_lines() -> list[Line]:
 
 def readme_handler_module() -> str:
     return fenced_block(
-        README.read_text(),
+        CLI_DOC.read_text(),
         "A module that defines a handler (and does not start a server when imported):",
         "python",
     )
@@ -102,7 +103,7 @@ def handler_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["dataserve serve", "gunicorn"])
 def address(request: pytest.FixtureRequest, handler_dir: Path) -> Iterator[str]:
-    """The README's handler served by ``dataserve serve`` (the README's command) or gunicorn."""
+    """The handler of docs/cli.md served by ``dataserve serve`` (its command) or gunicorn."""
     port = free_port()
     if request.param == "gunicorn":
         if not _has_module("gunicorn"):
@@ -148,7 +149,7 @@ def test_each_readme_curl_line_does_what_the_readme_says(
     env = {"PATH": str(Path(str(CURL)).parent) + ":/usr/bin:/bin", "CURL_HOME": str(curl_home)}
     chunked = continued = 0
     for line in readme_curl_lines():
-        command = line.command.replace(README_ADDRESS, address)
+        command = line.command.replace(DOC_ADDRESS, address)
         result = subprocess.run(
             ["bash", "-c", command],
             cwd=handler_dir,

@@ -1,6 +1,6 @@
 """nginx in front of two gunicorn instances of one ``make_app``, for real (SPEC sections 6, 13).
 
-The nginx config is the README's own (its ``nginx`` block, the addresses substituted), wrapped
+The nginx config is docs/scaling.md's own (its ``nginx`` block, the addresses substituted), wrapped
 in a top level that keeps every path in the test's temp dir. One instance listens on a
 loopback port, the other on a Unix socket; `HTTPDataClient` calls through nginx.
 """
@@ -26,7 +26,7 @@ import pytest
 from dataserve import DataServeError, HTTPDataClient, ServerError
 
 from .conftest import free_port, read_reply
-from .test_curl import README, fenced_block
+from .test_curl import DOCS, fenced_block
 from .test_wsgi import _has_module, gunicorn, stop_group
 
 NGINX = shutil.which("nginx") or next(
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 TOKEN = "nginx-test-token"
-# The README's gunicorn options for instances behind nginx (one worker each here).
+# docs/scaling.md's gunicorn options for instances behind nginx (one worker each here).
 GUNICORN_OPTIONS = ("--workers", "1", "--threads", "4", "--keep-alive", "75")
 
 APP = """
@@ -75,12 +75,12 @@ app = make_app(Instance, auth_token=os.environ["DATASERVE_TOKEN"])
 
 
 def readme_nginx_config() -> str:
-    return fenced_block(README.read_text(), "### nginx in front", "nginx")
+    return fenced_block((DOCS / "scaling.md").read_text(), "## nginx in front", "nginx")
 
 
 def substitute(config: str, replacements: dict[str, str]) -> str:
     for old, new in replacements.items():
-        assert config.count(old) == 1, f"README nginx config: expected {old!r} once"
+        assert config.count(old) == 1, f"docs/scaling.md nginx config: expected {old!r} once"
         config = config.replace(old, new)
     return config
 
@@ -167,7 +167,7 @@ def nginx(root: Path, config: str) -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    """Start the two instances and nginx with the README's config (or a variant of it)."""
+    """Start the two instances and nginx with docs/scaling.md's config (or a variant of it)."""
     with contextlib.ExitStack() as stack:
 
         def make(edit: Callable[[str], str] = lambda config: config) -> Stack:
@@ -311,7 +311,7 @@ def test_killing_an_instance_mid_call_raises_and_the_other_serves(
 def test_nginx_default_would_resend_the_call_to_the_other_instance(
     make_stack: Callable[..., Stack],
 ) -> None:
-    # Why the README's config says `proxy_next_upstream off`: without it, nginx runs a PUT
+    # Why docs/scaling.md's config says `proxy_next_upstream off`: without it, nginx runs a PUT
     # whose instance died again on the other one.
     stack = make_stack(lambda config: re.sub(r"\n\s*proxy_next_upstream off;[^\n]*", "", config))
     thread, outcome = start_slow_call(stack)

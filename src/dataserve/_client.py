@@ -321,7 +321,7 @@ class HTTPDataClient:
     # 2. No type= (or None): the untyped reply.
     # 3. A class (list[int], a Struct, a dataclass): T, on every checker.
     # 4. Any other type form (int | None, Optional[int], Literal["a"]): T, through PEP 747's
-    #    TypeForm (mypy >= 2.2 and pyright >= 1.1.412 by default; see the README's Client).
+    #    TypeForm (mypy >= 2.2 and pyright >= 1.1.412 by default; see docs/api.md, Client).
     @overload
     def send(
         self,
