@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -206,3 +207,41 @@ class ScriptedServer:
         self._stop.set()
         self._thread.join(10)
         self._listener.close()
+
+
+class Gate(Echo):
+    """Echo, plus ``/wait``: the handler blocks until ``release`` is set (10 s at most)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)  # released once per call that began to wait
+        self.release = threading.Event()
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        if resource == "/wait":
+            self.entered.release()
+            self.release.wait(10)
+            return "released"
+        return super().handle_request(resource, payload)
+
+    def wait_entered(self, count: int, timeout: float = 10.0) -> None:
+        """Block until ``count`` calls are inside ``/wait``; fail the test after ``timeout``."""
+        for _ in range(count):
+            if not self.entered.acquire(timeout=timeout):
+                raise AssertionError("a call did not reach the handler in time")
+
+
+def wait_until_pooled_connections_closed(client: Any, timeout: float = 5.0) -> bool:
+    """Wait (bounded) until the server's close of each open pooled connection of an
+    ``HTTPDataClient`` has arrived; return whether there was one and every one closed.
+
+    Reads the pool's private state, for synchronisation: on a busy machine the close can
+    still be in flight when the next call begins, and that is the race SPEC 7 answers with
+    an error, not the case a test of reconnection means."""
+    deadline = time.monotonic() + timeout
+    socks = [c.sock for c in list(client._pool.pool.queue) if c is not None and c.sock]
+    for sock in socks:
+        ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+    return bool(socks)

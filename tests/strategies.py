@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hypothesis import strategies as st
 
-# JSON numbers: msgspec encodes ints within 64 bits; floats must be finite to stay JSON.
+# JSON numbers: msgspec encodes ints within 64 bits. Floats include NaN and the infinities,
+# which travel as Python's json module writes them (NaN, Infinity, -Infinity).
+json_floats = st.floats()
+"""Every float, NaN (of any sign and payload) and the infinities included."""
+
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | json_floats
     | st.text()
 )
 
@@ -22,7 +27,8 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     ),
     max_leaves=40,
 )
-"""Values that travel as application/json and come back equal (lists stay lists)."""
+"""Values that travel as application/json and come back equal (lists stay lists; a NaN comes
+back as a NaN, compared with `same` in test_properties)."""
 
 payload_bytes = st.one_of(
     st.binary(max_size=2048),
@@ -31,3 +37,20 @@ payload_bytes = st.one_of(
     ),
 )
 """Random bytes, small ones byte by byte and large ones (up to 4 MB) by size."""
+
+
+def same(a: object, b: object) -> bool:
+    """The equality these values round-trip under: types kept (True is not 1), 0.0 told from
+    -0.0, and a NaN equal to any NaN (``json`` writes every NaN as ``NaN``, sign and payload
+    dropped, as 0.1 did)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b

@@ -11,6 +11,7 @@ import contextlib
 import io
 import itertools
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -31,6 +32,7 @@ from dataserve import (
     ConnectTimeout,
     DecodeError,
     EncodeError,
+    HTTPDataClient,
     HTTPDataServer,
     PayloadTooLarge,
     ReadTimeout,
@@ -38,10 +40,12 @@ from dataserve import (
     ResourceNotFound,
     TransportError,
     Unauthorized,
+    WriteTimeout,
 )
 from dataserve.codecs import CodecRegistry, MsgpackCodec
 
 from .conftest import Echo, ScriptedServer, free_port
+from .test_faults import SlowReader
 
 T = TypeVar("T")
 BOUND = 60.0  # no test's loop runs longer than this
@@ -193,7 +197,9 @@ def test_error_replies_raise_their_server_error(make_server: Any) -> None:
 
     async def main() -> None:
         async with AsyncHTTPDataClient(url=server.url) as client:
-            with pytest.raises(ResourceNotFound, match="check the resource name") as not_found:
+            with pytest.raises(
+                ResourceNotFound, match="handler returned None for '/none'"
+            ) as not_found:
                 await client.send("/none")
             assert not_found.value.status == 404
             with pytest.raises(RemoteError) as remote:
@@ -807,3 +813,189 @@ def test_wait_ready_raises_transport_error_when_nothing_listens() -> None:
                 await client.wait_ready(0.3)
 
     run(main())
+
+
+# -- the sync client's messages (issue 9), from the one place both clients take them -------
+
+
+@pytest.mark.parametrize("port", [70000, 65536, -1, "99999"])
+def test_port_out_of_range_is_value_error_saying_so(port: object) -> None:
+    with pytest.raises(ValueError, match=r"is out of range: a TCP port is 1-65535") as info:
+        AsyncHTTPDataClient(port=port)  # type: ignore[arg-type]
+    assert "URL" not in str(info.value)
+
+
+def test_port_0_is_value_error_pointing_at_the_servers_port() -> None:
+    with pytest.raises(ValueError, match=r"^port 0 is not a port a server listens on") as info:
+        AsyncHTTPDataClient(port=0)
+    assert ".port" in str(info.value)
+
+
+@pytest.mark.parametrize("port", [5001.0, True, b"5001", [5001]])
+def test_port_of_another_type_is_type_error(port: object) -> None:
+    with pytest.raises(TypeError, match=r"port must be an int such as 5001, got "):
+        AsyncHTTPDataClient(port=port)  # type: ignore[arg-type]
+
+
+def test_port_as_digit_string_reaches_the_server_as_in_01(echo_server: HTTPDataServer) -> None:
+    async def main() -> None:
+        port = str(echo_server.port)
+        async with AsyncHTTPDataClient(port=port, address="http://127.0.0.1:") as client:  # type: ignore[arg-type]
+            assert client.url == f"http://127.0.0.1:{echo_server.port}"
+            assert await client.send("/echo", [1]) == [1]
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "http://127.0.0.1:70000",
+            "port 70000 in the URL 'http://127.0.0.1:70000' is out of range",
+        ),
+        ("http://127.0.0.1:0", "port 0 (in the URL 'http://127.0.0.1:0') is not a port"),
+        ("http://127.0.0.1:http", "the port 'http' in the URL 'http://127.0.0.1:http' is not a"),
+        ("ftp://127.0.0.1:21", "expected an http://, https:// or http+unix:// URL such as"),
+    ],
+)
+def test_url_with_bad_port_or_form_says_what_is_wrong(url: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=r"^(port|the port|expected) ") as info:
+        AsyncHTTPDataClient(url=url)
+    assert str(info.value).startswith(expected)
+    with pytest.raises(ValueError, match=r"^(port|the port|expected) ") as sync:
+        HTTPDataClient(url=url)
+    assert str(sync.value) == str(info.value)  # the same words as the sync client
+
+
+def test_address_without_colon_is_value_error() -> None:
+    with pytest.raises(ValueError, match=r"address must end in a colon"):
+        AsyncHTTPDataClient(port=5001, address="http://localhost")
+
+
+def test_typed_mismatch_is_told_from_an_undecodable_reply(echo_server: HTTPDataServer) -> None:
+    def truncated(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n"
+            b'Connection: close\r\n\r\n[1, "two"'
+        )
+
+    async def main(truncating: ScriptedServer) -> None:
+        async with AsyncHTTPDataClient(url=echo_server.url) as client:
+            with pytest.raises(DecodeError) as info:
+                await client.send("/echo", [1, 2, "three"], type=list[int])
+            assert str(info.value) == (
+                f"the application/json reply of PUT {echo_server.url}/echo is valid but does "
+                "not match list[int]: Expected `int`, got `str` - at `$[2]`"
+            )
+        async with AsyncHTTPDataClient(url=truncating.url) as client:
+            with pytest.raises(DecodeError) as info:
+                await client.send("/t", type=list[int])
+            assert str(info.value) == (
+                f"the application/json reply of PUT {truncating.url}/t could not be decoded: "
+                "Input data was truncated"
+            )
+
+    with ScriptedServer(truncated) as truncating:
+        run(main(truncating))
+
+
+# -- a body the server stops reading (SPEC 7) ------------------------------------------------
+
+
+def test_a_body_the_server_stops_reading_is_a_write_timeout_saying_it_never_ran() -> None:
+    body = b"x" * (16 << 20)  # more than the socket buffers hold
+
+    async def main(server: SlowReader) -> WriteTimeout:
+        async with AsyncHTTPDataClient(url=server.url, timeout=0.5) as client:
+            with pytest.raises(WriteTimeout) as info:
+                await client.send("/upload", body)
+        return info.value
+
+    with SlowReader(rate=0) as server:
+        error = run(main(server))
+        assert len(server.heads) == 1  # the head arrived; the body stalled; not resent
+    message = str(error)
+    assert f"{server.url}/upload" in message
+    assert "not sent completely" in message
+    assert "never received it" in message
+    assert "may still be running" not in message
+    assert not isinstance(error, ReadTimeout)
+    assert error.url == f"{server.url}/upload"
+    with SlowReader(rate=0) as other, HTTPDataClient(url=other.url, timeout=0.5) as sync:
+        with pytest.raises(WriteTimeout) as sync_info:
+            sync.send("/upload", body)
+    assert str(sync_info.value) == message.replace(server.url, other.url)  # the same words
+
+
+def test_a_large_file_payload_the_server_stops_reading_is_a_write_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"y" * (16 << 20))
+
+    async def main(server: SlowReader) -> None:
+        async with AsyncHTTPDataClient(url=server.url, timeout=0.5) as client:
+            with open(path, "rb") as f, pytest.raises(WriteTimeout, match="not sent completely"):
+                await client.send("/upload", f)
+
+    with SlowReader(rate=0) as server:
+        run(main(server))
+        assert len(server.heads) == 1
+
+
+# -- bulk replies: received straight into one buffer of the announced length ---------------
+
+
+def test_large_replies_arrive_whole_as_bytes_and_in_order(echo_server: HTTPDataServer) -> None:
+    payloads = [bytes(range(256)) * (n * 1024) + bytes([n]) for n in (1, 7, 40)]  # to 10 MB
+
+    async def main() -> None:
+        async with AsyncHTTPDataClient(url=echo_server.url, pool_size=2) as client:
+            replies = await asyncio.gather(*(client.send("/echo", p) for p in payloads * 2))
+            for reply, payload in zip(replies, payloads * 2, strict=True):
+                assert type(reply) is bytes
+                assert reply == payload
+            progress: list[tuple[int, int | None]] = []
+            reply = await client.send("/echo", payloads[2], progress=lambda *a: progress.append(a))
+            assert reply == payloads[2]
+            assert progress[-1] == (len(payloads[2]), len(payloads[2]))
+            assert await client.send("/echo", [1]) == [1]  # the connection still serves
+
+    run(main())
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_a_large_reply_cut_short_is_connection_lost_saying_how_much_came(reset: bool) -> None:
+    def script(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + b"z" * 300_000)
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+
+    async def main(url: str) -> None:
+        async with AsyncHTTPDataClient(url=url) as client:
+            with pytest.raises(ConnectionLost) as info:
+                await client.send("/x", 1)
+            if not reset:
+                assert "cut short (300000 of 1048576 bytes arrived)" in str(info.value)
+            assert "the request was not resent" in str(info.value)
+
+    with ScriptedServer(script) as server:
+        run(main(server.url))
+    assert len(server.requests) == 1
+
+
+def test_the_readme_asyncio_example_runs_as_shown(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Asyncio client\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"^```python\n(.*?)^```$", section, re.S | re.M)
+    brief = readme.split("\n## In brief\n", 1)[1].split("\n## ", 1)[0]
+    module_code = re.findall(r"^```python\n(.*?)^```$", brief, re.S | re.M)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(module_code, "points.py", "exec"), namespace)
+    assert "port=5001" in code
+    with HTTPDataServer(namespace["Points"], port=0) as server:
+        printed: list[object] = []
+        shown = code.replace("port=5001", f"port={server.port}")
+        exec(compile(shown, "README Asyncio client", "exec"), {"print": printed.append})
+    assert printed == [[[0, 1], [1, 2]]]  # what the comment says

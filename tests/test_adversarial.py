@@ -159,9 +159,19 @@ BATTERY: list[tuple[str, bytes, int | None]] = [
         + H
         + JSON
         + b"Transfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n",
-        411,
+        200,
     ),
-    ("te-obfuscated", b"PUT /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 411),
+    ("te-obfuscated", b"PUT /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 400),
+    (
+        "te-gzip-chunked",
+        b"PUT /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    (
+        "te-chunk-size-overflow",
+        b"PUT /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\n",
+        413,
+    ),
     (
         "body-shorter-than-announced",
         b"PUT /echo HTTP/1.1\r\n" + H + JSON + b"Content-Length: 100\r\n\r\n[1]",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import os
+import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import free_port
+from .test_seed import SERVER as SEED_SERVER
 
 TIMEOUT = 30.0
 STARTUP_TIMEOUT = 15.0
@@ -82,12 +87,14 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 class Serve:
     """A ``dataserve serve`` subprocess, killed in ``stop`` whatever happened."""
 
-    def __init__(self, command: list[str], cwd: Path, port: int) -> None:
+    def __init__(
+        self, command: list[str], cwd: Path, port: int, spec: str = "clihandler:CliHandler"
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.stdout = b""
         self.proc = subprocess.Popen(
-            [*command, "serve", "clihandler:CliHandler", "--port", str(port)],
+            [*command, "serve", spec, "--port", str(port)],
             cwd=cwd,
             env=_env(),
             stdout=subprocess.PIPE,
@@ -331,7 +338,9 @@ def test_serve_missing_attribute_fails_with_one_line(handler_dir: Path) -> None:
     assert "NoSuchHandler" in line
 
 
-def test_serve_on_port_in_use_fails_with_one_line(served: Serve, handler_dir: Path) -> None:
+def test_serve_on_port_in_use_fails_with_one_line_naming_address_and_remedy(
+    served: Serve, handler_dir: Path
+) -> None:
     result = _run(
         [sys.executable, "-m", "dataserve"],
         "serve",
@@ -341,7 +350,65 @@ def test_serve_on_port_in_use_fails_with_one_line(served: Serve, handler_dir: Pa
         cwd=handler_dir,
     )
     line = _assert_one_line_error(result)
-    assert str(served.port) in line or "in use" in line.lower()
+    assert result.returncode == 1
+    assert line.startswith(f"dataserve serve: cannot listen on 127.0.0.1:{served.port}: ")
+    assert "already in use" in line
+    assert "another program" in line  # who is there ...
+    assert "stop it, or choose another port (0 picks a free one)" in line  # ... what to do
+    assert "serving" not in result.stdout
+    assert _run(  # the server already there is untouched
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/xdata", "--json", "[]"
+    ).stdout.split() == ["[", "1,", "2,", "3", "]"]
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("99999", "argument --port: port 99999 is out of range: a TCP port is 0-65535"),
+        ("65536", "argument --port: port 65536 is out of range: a TCP port is 0-65535"),
+        ("-1", "argument --port: port -1 is out of range: a TCP port is 0-65535"),
+        ("http", "argument --port: 'http' is not a port number such as 5001"),
+    ],
+)
+def test_serve_port_out_of_range_is_one_line_usage_error_exit_2(
+    handler_dir: Path, port: str, expected: str
+) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "clihandler:CliHandler",
+        f"--port={port}",
+        cwd=handler_dir,
+    )
+    line = _assert_one_line_error(result)
+    assert result.returncode == 2
+    assert line.startswith(f"dataserve serve: error: {expected}")
+    assert "OverflowError" not in line
+    assert result.stdout == ""
+
+
+def test_run_http_server_on_port_in_use_raises_os_error_naming_address(
+    served: Serve,
+) -> None:
+    import errno
+
+    from dataserve import run_http_server
+
+    from .conftest import Echo
+
+    with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1:\d+: the address") as info:
+        run_http_server(served.port, Echo)
+    assert info.value.errno == errno.EADDRINUSE  # still the OSError code can test for
+    assert str(served.port) in str(info.value)
+
+
+def test_server_port_out_of_range_is_value_error_not_overflow() -> None:
+    from dataserve import HTTPDataServer
+
+    from .conftest import Echo
+
+    with pytest.raises(ValueError, match=r"cannot listen on port 99999: a TCP port is 0-65535"):
+        HTTPDataServer(Echo, port=99999)
 
 
 @pytest.mark.parametrize(
@@ -411,3 +478,186 @@ def test_send_with_unset_auth_token_env_fails_with_one_line() -> None:
     )
     line = _assert_one_line_error(result)
     assert env_var in line  # refused before any call, as serve does
+
+
+# -- a module that starts a server when imported ---------------------------------------------
+
+
+def test_serve_seed_server_py_fails_saying_to_guard_it_and_binds_nothing(tmp_path: Path) -> None:
+    # The seed's own server.py, verbatim: run_http_server(PORT, MyDataHandler), unguarded.
+    seed_port, cli_port = free_port(), free_port()
+    script = SEED_SERVER.replace("PORT", str(seed_port))
+    (tmp_path / "server.py").write_text(script)
+    call_line = script.splitlines().index(f"run_http_server({seed_port}, MyDataHandler)") + 1
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "server:MyDataHandler",
+        "--port",
+        str(cli_port),
+        cwd=tmp_path,
+    )  # an import-time server would serve until the timeout: this would raise TimeoutExpired
+    line = _assert_one_line_error(result)
+    assert result.returncode == 1
+    assert line.startswith(f"dataserve serve: server.py:{call_line} starts a server when ")
+    assert f"(run_http_server({seed_port}, ...))" in line
+    assert 'guard that call with `if __name__ == "__main__":`' in line
+    assert "serving" not in result.stdout  # neither server ever listened
+    for port in (seed_port, cli_port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_serve_guarded_seed_server_py_serves_on_the_cli_port(tmp_path: Path) -> None:
+    # The fix the message asks for works: guarded, the module is imported and served.
+    seed_port = free_port()
+    script = SEED_SERVER.replace("PORT", str(seed_port)).replace(
+        "run_http_server(", 'if __name__ == "__main__":\n    run_http_server('
+    )
+    (tmp_path / "server.py").write_text(script)
+    cli_port = free_port()
+    server = Serve([sys.executable, "-m", "dataserve"], tmp_path, cli_port, "server:MyDataHandler")
+    try:
+        server.wait_serving()
+        reply = _run(
+            [sys.executable, "-m", "dataserve"], "send", server.url, "/ydata", "--json", "0"
+        )
+        assert reply.stdout.strip() == "2"
+        code, out, err = server.stop(signal.SIGTERM)
+    finally:
+        server.kill()
+    assert code == 0, err
+    assert out.count("serving") == 1  # one server, on --port, and no second one after SIGTERM
+    assert f"127.0.0.1:{cli_port}" in out
+
+
+# -- a handler whose __init__ fails: where, and the whole traceback on request ----------------
+
+FAILING_HANDLER = textwrap.dedent(
+    """
+    from dataserve import HTTPDataHandler
+
+
+    def load(path):
+        with open(path) as f:
+            return f.read()
+
+
+    class Loads(HTTPDataHandler):
+        def __init__(self):
+            self.data = load("missing-data.csv")
+
+        def handle_request(self, resource, payload):
+            return self.data
+    """
+)
+
+
+def _line_of(text: str, fragment: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def test_serve_handler_init_failure_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "loads.py").write_text(FAILING_HANDLER)
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "loads:Loads",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+    )
+    line = _assert_one_line_error(result)
+    assert result.returncode == 1
+    where = _line_of(FAILING_HANDLER, "with open(path)")  # the innermost frame of the user's
+    assert line == (
+        f"dataserve serve: Loads() failed at loads.py:{where}: FileNotFoundError: [Errno 2] "
+        "No such file or directory: 'missing-data.csv' (--traceback shows the full traceback)"
+    )
+    assert "serving" not in result.stdout
+
+
+def test_serve_traceback_flag_prints_the_traceback_then_the_line(tmp_path: Path) -> None:
+    (tmp_path / "loads.py").write_text(FAILING_HANDLER)
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "loads:Loads",
+        "--port",
+        str(free_port()),
+        "--traceback",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    for fragment in ("self.data = load(", "with open(path)"):  # each user frame, with its line
+        number = _line_of(FAILING_HANDLER, fragment)
+        assert f'loads.py", line {number}, in ' in result.stderr
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'missing-data.csv'" in lines
+    assert lines[-1].startswith("dataserve serve: Loads() failed at loads.py:")
+    assert "--traceback" not in lines[-1]  # given already
+
+
+def test_serve_module_failing_on_import_names_file_and_line(tmp_path: Path) -> None:
+    source = "from dataserve import HTTPDataHandler\n\nRATIO = 1 / 0\n"
+    (tmp_path / "ratio.py").write_text(source)
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "ratio:Handler",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+    )
+    line = _assert_one_line_error(result)
+    assert line.startswith(
+        "dataserve serve: cannot import 'ratio' at ratio.py:3: ZeroDivisionError: division by zero"
+    )
+
+
+# -- --version and help ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_version_prints_dataserve_and_the_installed_version(command: list[str]) -> None:
+    result = _run(command, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"dataserve {importlib.metadata.version('dataserve')}\n"
+    assert result.stderr == ""
+
+
+def test_every_positional_argument_has_help() -> None:
+    from dataserve._cli import _parser
+
+    parsers = [_parser()]
+    seen: list[str] = []
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            if not action.option_strings:
+                assert action.help, f"{parser.prog}: {action.metavar or action.dest} has no help"
+                seen.append(f"{parser.prog} {action.metavar or action.dest}")
+    assert sorted(seen) == [
+        "dataserve COMMAND",
+        "dataserve send RESOURCE",
+        "dataserve send URL",
+        "dataserve serve MODULE:HANDLER",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--help"], [r"COMMAND +demo, serve or send"]),
+        (["serve", "--help"], [r"MODULE:HANDLER +the handler to serve", r"--traceback +on an"]),
+        (["send", "--help"], [r"URL +the server's base URL", r"RESOURCE +the resource to call"]),
+    ],
+)
+def test_help_describes_each_positional_argument(args: list[str], expected: list[str]) -> None:
+    result = _run([sys.executable, "-m", "dataserve"], *args)
+    assert result.returncode == 0, result.stderr
+    for pattern in expected:
+        assert re.search(pattern, result.stdout), result.stdout

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime
+import decimal
+import json
+import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import pytest
+from hypothesis import given, settings
 
-from dataserve import EncodeError, HTTPDataClient, HTTPDataServer, UnsupportedMediaType
+from dataserve import (
+    EncodeError,
+    HTTPDataClient,
+    HTTPDataHandler,
+    HTTPDataServer,
+    UnsupportedMediaType,
+    route,
+)
 from dataserve.codecs import BytesCodec, CodecRegistry, JsonCodec, MsgpackCodec, TextCodec
 
-from .conftest import Echo, put, raw_exchange
+from .conftest import Echo, ScriptedServer, put, raw_exchange
+from .strategies import json_values, same
 
 
 class Money:
@@ -95,6 +110,16 @@ def test_register_rejects_non_codecs() -> None:
 def test_unencodable_value_error_names_type() -> None:
     with pytest.raises(EncodeError, match=r"'Money'.*'/r'"):
         CodecRegistry(plugins=False).encode(Money(1), "/r")
+
+
+def test_value_refused_by_the_codec_claiming_its_type_says_that_codec_refused_it() -> None:
+    # JSON claims lists: the fault is an item, and "register a codec for list" would be untrue.
+    with pytest.raises(EncodeError) as info:
+        CodecRegistry(plugins=False).encode([1, Money(1)], "/r")
+    assert str(info.value) == (
+        "The application/json codec cannot encode this 'list' value (sending to '/r'): "
+        "Encoding objects of type Money is unsupported"
+    )
 
 
 def test_custom_codec_round_trip_with_registries() -> None:
@@ -230,3 +255,123 @@ def test_entry_point_plugins_join_default_registry_lazily(tmp_path: Path) -> Non
     assert "application/x-thing" not in lines[1]
     assert lines[2] == "application/x-thing"
     assert "broken" in out.stderr  # a broken plug-in is logged and skipped, not fatal
+
+
+# -- non-finite floats in JSON (SPEC section 3) -----------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+class Measurement(msgspec.Struct):
+    value: float
+    error: float = 0.0
+
+
+class Floats(HTTPDataHandler):
+    """Tells what the handler was given, and takes floats on a typed route."""
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        if resource == "/repr":
+            return repr(payload)
+        return payload
+
+    @route("/typed")
+    def typed(self, payload: list[float]) -> list[str]:
+        return [repr(x) for x in payload]
+
+
+@pytest.fixture(scope="module")
+def floats_server() -> Iterator[HTTPDataServer]:
+    with HTTPDataServer(Floats) as server:
+        yield server
+
+
+def test_nan_and_infinities_reach_the_handler_and_come_back(floats_server: HTTPDataServer) -> None:
+    with HTTPDataClient(url=floats_server.url) as client:
+        assert client.send("/repr", [1.0, NAN, INF, -INF]) == "[1.0, nan, inf, -inf]"
+        assert client.send("/typed", [1.0, NAN, INF]) == ["1.0", "nan", "inf"]
+        assert same(client.send("/echo", [1.0, NAN, INF, -INF]), [1.0, NAN, INF, -INF])
+        assert same(client.send("/echo", {"a": [NAN]}), {"a": [NAN]})
+        assert same(client.send("/echo", NAN, type=float), NAN)
+        back = client.send("/echo", Measurement(NAN, INF), type=Measurement)
+        assert repr(back) == "Measurement(value=nan, error=inf)"
+
+
+def test_client_writes_nan_and_infinity_on_the_wire_as_python_json_does() -> None:
+    def script(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        body = b"[NaN,Infinity,-Infinity]"
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+
+    with ScriptedServer(script) as server, HTTPDataClient(url=server.url) as client:
+        reply = client.send("/x", [1.0, NAN, INF, -INF, None])
+        assert same(reply, [NAN, INF, -INF])
+        assert same(client.send("/x", type=list[float]), [NAN, INF, -INF])
+    body = server.requests[0].partition(b"\r\n\r\n")[2]
+    assert body == b"[1.0,NaN,Infinity,-Infinity,null]"
+    assert body == json.dumps([1.0, NAN, INF, -INF, None], separators=(",", ":")).encode()
+
+
+def test_nan_body_is_decoded_and_server_keeps_serving(floats_server: HTTPDataServer) -> None:
+    reply = raw_exchange(floats_server.port, put("/repr", b"[NaN, Infinity, -Infinity]"))
+    assert (reply.status, reply.body) == (200, b"[nan, inf, -inf]")
+    reply = raw_exchange(floats_server.port, put("/echo", b'{"a": [1.5, NaN, -Infinity]}'))
+    assert (reply.status, reply.body) == (200, b'{"a":[1.5,NaN,-Infinity]}')
+    reply = raw_exchange(floats_server.port, put("/typed", b"[NaN, 2]"))
+    assert (reply.status, reply.json()) == (200, ["nan", "2.0"])
+    with HTTPDataClient(url=floats_server.url) as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'["NaN"', b"[NaN", b"[nan]", b"[NaN,]", b"[Infinity x]", b'{"a": NaN NaN}'],
+    ids=["string", "truncated", "lower-case", "trailing-comma", "junk", "two-values"],
+)
+def test_malformed_body_with_nan_is_still_400_and_server_keeps_serving(
+    floats_server: HTTPDataServer, body: bytes
+) -> None:
+    reply = raw_exchange(floats_server.port, put("/echo", body))
+    assert reply.status == 400
+    assert "could not be decoded" in reply.json()["detail"]
+    with HTTPDataClient(url=floats_server.url) as client:
+        assert same(client.send("/echo", [NAN]), [NAN])
+
+
+def test_json_without_non_finite_floats_is_msgspec_byte_for_byte() -> None:
+    value = {"a": [1.5, None, "null", True], "n": None, "s": Measurement(2.0)}
+    assert JsonCodec().encode(value) == msgspec.json.encode(value)
+
+
+def test_non_finite_floats_in_other_types_are_written_as_tokens() -> None:
+    @dataclasses.dataclass
+    class Row:
+        at: datetime.datetime
+        price: decimal.Decimal
+        blob: bytes
+        reading: Measurement
+        note: None
+
+    at = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    value = [
+        Row(at, decimal.Decimal("1.5"), b"\x00", Measurement(NAN, 1.0), None),
+        (INF,),
+        {1: -INF},
+    ]
+    assert JsonCodec().encode(value) == (
+        b'[{"at":"2026-01-02T03:04:05","price":"1.5","blob":"AA==",'
+        b'"reading":{"value":NaN,"error":1.0},"note":null},[Infinity],{"1":-Infinity}]'
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_json_codec_reads_and_writes_what_python_json_does(value: object) -> None:
+    # A dataserve 0.1 peer encodes and decodes with the json module, both ways.
+    codec = JsonCodec()
+    assert same(json.loads(codec.encode(value)), value)
+    assert same(codec.decode(json.dumps(value).encode(), {}), value)
+    assert same(codec.decode(json.dumps(value).encode(), {}, Any), value)

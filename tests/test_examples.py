@@ -271,6 +271,27 @@ def test_tls_token_example_without_a_token_exits_saying_what_to_set(script: str)
     assert "Traceback" not in done.stderr
 
 
+# -- streaming ---------------------------------------------------------------------------------
+
+
+def test_streaming_example_stores_a_file_and_returns_it_whole(tmp_path: Path) -> None:
+    port = free_port()
+    store = tmp_path / "store"
+    env = example_env(port, DATASERVE_STORE=str(store))
+    here = EXAMPLES / "streaming"
+    with serving(["files_server.py"], here, env, tmp_path / "logs"):
+        output = run_client(["files_client.py"], here, env)
+        names = [path.name for path in store.iterdir()]
+    assert len(names) == 1  # stored under its SHA-256, the temporary part renamed
+    assert len(names[0]) == 64
+    assert output == [
+        f"stored 64 MiB as {names[0][:16]}... (progress 0 to 67108864)",
+        "got 64 MiB back into copy.bin: the same bytes",
+        "the store holds {'<it>': 67108864}",
+        "a file it does not hold: None",
+    ]
+
+
 # -- the READMEs -------------------------------------------------------------------------------
 
 
@@ -282,6 +303,7 @@ def test_every_example_is_linked_from_both_readmes() -> None:
         "dataset",
         "numpy_server",
         "seed",
+        "streaming",
         "tls_token",
     ]
     index = (EXAMPLES / "README.md").read_text(encoding="utf-8")

@@ -37,6 +37,7 @@ DATASERVE_ALL = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WriteTimeout",
     "route",
     "run_http_server",
 ]
@@ -221,7 +222,7 @@ def _example(cls: type[BaseException]) -> BaseException:
 
 def test_every_exception_class_is_covered() -> None:
     names = {cls.__name__ for cls in _exception_classes()}
-    assert len(names) == 19
+    assert len(names) == 20
     assert {"DataServeError", "ServerError", "RemoteError", "TransportError"} <= names
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -22,16 +23,27 @@ from dataserve import (
     HTTPDataHandler,
     HTTPDataServer,
     PayloadTooLarge,
+    ReadTimeout,
     RemoteError,
     ServerError,
     ServiceUnavailable,
     TransportError,
     Unauthorized,
+    WriteTimeout,
 )
 from dataserve.codecs import CodecRegistry
 from dataserve.wsgi import make_app
 
-from .conftest import Echo, ScriptedServer, dataserve_threads, put, raw_exchange, read_reply
+from .conftest import (
+    Echo,
+    Gate,
+    ScriptedServer,
+    dataserve_threads,
+    put,
+    raw_exchange,
+    read_reply,
+    wait_until_pooled_connections_closed,
+)
 
 # -- error replies that must reach the client -----------------------------------------------
 
@@ -62,13 +74,16 @@ def test_401_reaches_a_client_sending_a_large_body(
 def test_503_at_the_limit_reaches_a_client_sending_a_large_body(
     make_server: Callable[..., HTTPDataServer],
 ) -> None:
-    server = make_server(max_connections=1)
+    gate = Gate()
+    server = make_server(gate, max_connections=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as hold:
-        hold.sendall(put("/echo", b"[1]").replace(b"Connection: close\r\n", b""))
-        assert read_reply(hold).status == 200  # the one connection is taken and kept
+        hold.sendall(put("/wait", b"[1]"))
+        gate.wait_entered(1)  # the one connection is inside a request
         with HTTPDataClient(url=server.url) as client:
             with pytest.raises(ServiceUnavailable):
                 client.send("/echo", b"x" * 5_000_000)
+        gate.release.set()
+        assert read_reply(hold).status == 200
 
 
 # -- 500 replies that must be built whatever the handler did --------------------------------
@@ -168,11 +183,11 @@ def test_error_reply_honours_http10_and_connection_close(
 
 def test_error_reply_to_head_has_no_body(echo_server: HTTPDataServer) -> None:
     with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
-        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n")
         sock.shutdown(socket.SHUT_WR)
         data = b"".join(iter(lambda: sock.recv(65536), b""))
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 411 ")
+    assert head.startswith(b"HTTP/1.1 400 ")
     assert body == b""
 
 
@@ -339,8 +354,8 @@ def test_shutdown_from_a_signal_landing_while_the_loop_holds_its_lock(tmp_path: 
         signal.signal(signal.SIGUSR1, lambda *args: server.shutdown())
         original = backend._Connection.__init__
 
-        def signalled(self, sock):  # runs in the accept loop, under the server's lock
-            original(self, sock)
+        def signalled(self, *args):  # runs in the accept loop, under the server's lock
+            original(self, *args)
             signal.raise_signal(signal.SIGUSR1)
 
         backend._Connection.__init__ = signalled
@@ -492,6 +507,151 @@ def test_nested_problem_json_is_still_a_server_error() -> None:
     with ScriptedServer(script) as srv, HTTPDataClient(url=srv.url, timeout=5) as client:
         with pytest.raises(RemoteError):
             client.send("/x", 1)
+
+
+def _answer_once_then(
+    after: str, closed: threading.Event | None = None
+) -> Callable[[socket.socket, ScriptedServer], None]:
+    """A script: answer the first request kept alive; then ``"close"`` the connection while
+    idle (and set ``closed``), or read the next request and ``"drop"`` it without a reply."""
+
+    def script(conn: socket.socket, srv: ScriptedServer) -> None:
+        if srv.read_request(conn):
+            conn.sendall(_reply(b"%d" % len(srv.requests)))
+            if after == "drop":
+                srv.read_request(conn)  # it reached the "handler"; then the connection dies
+            else:
+                conn.close()
+                assert closed is not None
+                closed.set()
+
+    return script
+
+
+def test_a_reused_connection_the_server_closed_while_idle_is_reconnected() -> None:
+    closed = threading.Event()
+    with ScriptedServer(_answer_once_then("close", closed)) as srv:
+        with HTTPDataClient(url=srv.url) as client:
+            assert client.send("/x", 1) == 1
+            assert closed.wait(10)  # the pooled connection is closed by the server
+            assert wait_until_pooled_connections_closed(client)  # the close has arrived
+            assert client.send("/x", 1) == 2  # no error: a new connection, the request once
+        assert len(srv.requests) == 2
+        assert len(srv.peers) == 2
+
+
+def test_a_reused_connection_closed_after_the_request_left_is_not_replayed() -> None:
+    # The race SPEC 7 names: the request was sent on a kept-alive connection, which then
+    # closed before any byte of the reply. The handler may have run: raise, never resend.
+    with ScriptedServer(_answer_once_then("drop")) as srv, HTTPDataClient(url=srv.url) as client:
+        assert client.send("/x", 1) == 1
+        with pytest.raises(ConnectionLost, match="not resent"):
+            client.send("/x", 2)
+        assert len(srv.requests) == 2
+        assert len(srv.peers) == 1
+
+
+class SlowReader:
+    """A raw-socket server with a small receive buffer: reads a request head, then reads the
+    body at most ``rate`` bytes per 20 ms (``0``: never; negative: resets the connection) and
+    answers 200. Bounded waits only."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.heads: list[bytes] = []
+        self.received = 0
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)  # inherited
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="slow-reader")
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(10)
+                self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = conn.recv(1)  # byte by byte: nothing of the body is read with the head
+            if not chunk:
+                return
+            data += chunk
+        self.heads.append(data)
+        length = int(data.lower().partition(b"content-length:")[2].split(b"\r\n")[0])
+        if self.rate < 0:  # reset the connection mid-body
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        if not self.rate:
+            self.stop.wait(10)  # never reads the body
+            return
+        buffer = bytearray(self.rate)
+        deadline = time.monotonic() + 30
+        while self.received < length and time.monotonic() < deadline:
+            count = conn.recv_into(buffer, min(self.rate, length - self.received))
+            if not count:
+                return
+            self.received += count
+            time.sleep(0.02)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\ntrue"
+        )
+
+    def __enter__(self) -> SlowReader:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+        self.listener.close()
+
+
+def test_a_body_the_server_stops_reading_is_a_write_timeout_saying_it_never_ran() -> None:
+    body = b"x" * (16 << 20)  # more than the socket buffers hold
+    with SlowReader(rate=0) as server, HTTPDataClient(url=server.url, timeout=0.5) as client:
+        with pytest.raises(WriteTimeout) as info:
+            client.send("/upload", body)
+        assert len(server.heads) == 1  # the head arrived; the body stalled; not resent
+    message = str(info.value)
+    assert f"{server.url}/upload" in message
+    assert "not sent completely" in message
+    assert "never received it" in message
+    assert "may still be running" not in message
+    assert not isinstance(info.value, ReadTimeout)
+    assert isinstance(info.value, TransportError)
+    assert info.value.url == f"{server.url}/upload"
+
+
+def test_a_connection_reset_while_sending_says_the_handler_never_received_it() -> None:
+    with SlowReader(rate=-1) as server, HTTPDataClient(url=server.url) as client:
+        with pytest.raises(ConnectionLost) as info:
+            client.send("/upload", b"z" * (16 << 20))
+        assert len(server.heads) == 1  # not resent
+    assert "while the request was being sent" in str(info.value)
+    assert "never received the whole request" in str(info.value)
+    assert "may have run" not in str(info.value)
+
+
+def test_a_body_the_server_reads_slowly_but_steadily_is_not_a_timeout() -> None:
+    # Reading it takes well over the timeout in all, but no wait for the server to read
+    # more comes near it: the timeout bounds each stall, not the whole transfer.
+    # At most 6.4 MB/s: the 16 MB take 1.8 s or more once the socket buffers (under 5 MB)
+    # are full, against a timeout of 1.5 s and waits of 20 ms.
+    body = b"y" * (16 << 20)
+    with SlowReader(rate=128 * 1024) as server:
+        with HTTPDataClient(url=server.url, timeout=1.5) as client:
+            assert client.send("/upload", body) is True
+        assert server.received == len(body)
 
 
 def test_unsendable_payloads_are_encode_errors_before_any_traffic() -> None:

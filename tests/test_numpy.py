@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dataserve import (
+    DecodeError,
     EncodeError,
     HTTPDataClient,
     HTTPDataHandler,
@@ -30,6 +31,8 @@ class Arrays(HTTPDataHandler):
         if resource == "/echo":
             self.seen.append(payload)
             return payload
+        if resource == "/objects":  # a reply NumpyCodec cannot send
+            return np.array([{}, None], dtype=object)
         if resource == "/flags":  # what the handler was given
             return {
                 "writeable": bool(payload.flags.writeable),
@@ -132,6 +135,45 @@ def test_object_array_is_refused_before_any_traffic(
     assert len(server.handler.seen) == calls  # type: ignore[attr-defined]
 
 
+def test_object_array_error_says_why_numpy_codec_refuses_it(client: HTTPDataClient) -> None:
+    # NumpyCodec is registered: the message must not say to register a codec for ndarray.
+    with pytest.raises(EncodeError) as info:
+        client.send("/echo", np.array([{}, None], dtype=object))
+    assert str(info.value) == (
+        "The application/x-numpy codec cannot encode this 'ndarray' value (sending to '/echo'): "
+        "NumpyCodec does not send arrays of dtype object (they hold Python objects, whose bytes "
+        "are pointers); convert to a numeric, bool, bytes or str dtype (e.g. "
+        "array.astype(float)), or send bytes you encode yourself"
+    )
+    with pytest.raises(EncodeError, match=r"structured or void dtype '\|V8'; send each field"):
+        client.send("/echo", np.zeros(1, dtype="i4,i4"))
+
+
+def test_object_array_reply_is_500_saying_why(server: HTTPDataServer) -> None:
+    reply = raw_exchange(server.port, put("/objects", b"[]"))
+    assert reply.status == 500
+    detail = reply.json()["detail"]
+    assert detail.startswith(
+        "the handler returned a value of type 'ndarray' for '/objects' that the server could "
+        "not encode: The application/x-numpy codec cannot encode this 'ndarray' value: "
+        "NumpyCodec does not send arrays of dtype object"
+    )
+    assert "register a codec" not in detail
+    reply = raw_exchange(
+        server.port, put("/echo", b"\x00" * 8, 'application/x-numpy; dtype="<f8"; shape="1"')
+    )
+    assert reply.status == 200
+
+
+def test_array_reply_decoded_as_another_type_does_not_match_it(client: HTTPDataClient) -> None:
+    with pytest.raises(DecodeError) as info:
+        client.send("/echo", np.arange(3), type=list[int])
+    assert str(info.value) == (
+        f"the application/x-numpy reply of PUT {client.url}/echo is valid but does not match "
+        "list[int]: Expected `list[int]`, got `numpy.ndarray`"
+    )
+
+
 def test_masked_array_is_refused_rather_than_losing_its_mask(client: HTTPDataClient) -> None:
     with pytest.raises(EncodeError, match="mask"):
         client.send("/echo", np.ma.masked_array([1, 2], mask=[False, True]))
@@ -169,3 +211,15 @@ def test_server_without_the_codec_refuses_arrays_with_415(client: HTTPDataClient
         with HTTPDataClient(url=plain.url, registry=numpy_registry()) as c:
             with pytest.raises(UnsupportedMediaType, match="x-numpy"):
                 c.send("/echo", np.arange(2))
+
+
+def test_ndarray_type_forms_decode_on_every_python() -> None:
+    # numpy.typing.NDArray is a `type` alias on Python 3.12+, whose origin is the alias itself:
+    # a typed route or type= of NDArray[np.float32] must still take the array.
+    from numpy.typing import NDArray
+
+    codec = NumpyCodec()
+    data = np.arange(3, dtype=np.float32).tobytes()
+    params = {"dtype": "<f4", "shape": "3"}
+    for target in (NDArray[np.float32], np.ndarray, np.ndarray[Any, Any]):
+        assert codec.decode(data, params, target).tolist() == [0.0, 1.0, 2.0]

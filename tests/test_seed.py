@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dataserve import HTTPDataClient, HTTPDataServer
+
 from .conftest import free_port
 
 SERVER = textwrap.dedent("""
@@ -143,3 +145,64 @@ def test_signal_during_a_call_lets_it_finish_then_exits_0(tmp_path: Path, sig: i
     assert proc.returncode == 0
     assert "Traceback" not in err
     assert "stopped" in out
+
+
+# -- the seed client's port: checked where it is given ------------------------------------
+
+
+@pytest.mark.parametrize("port", [70000, 65536, -1, "99999"])
+def test_client_port_out_of_range_is_value_error_saying_so(port: object) -> None:
+    with pytest.raises(ValueError, match=r"is out of range: a TCP port is 1-65535") as info:
+        HTTPDataClient(port=port)  # type: ignore[arg-type]
+    assert "URL" not in str(info.value)  # not "expected an http:// or https:// URL"
+
+
+def test_client_port_0_is_value_error_pointing_at_the_servers_port() -> None:
+    with pytest.raises(ValueError, match=r"port 0 is not a port a server listens on") as info:
+        HTTPDataClient(port=0)
+    assert ".port" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "port", [5001.0, True, b"5001", "50 01", "\uff15\uff10\uff10\uff11", [5001]]
+)
+def test_client_port_of_another_type_is_type_error(port: object) -> None:
+    with pytest.raises(TypeError, match=r"port must be an int such as 5001, got "):
+        HTTPDataClient(port=port)  # type: ignore[arg-type]
+
+
+def test_client_port_as_digit_string_reaches_the_server_as_in_01(
+    echo_server: HTTPDataServer,
+) -> None:
+    # dataserve 0.1 built its URL as address + str(port): port=os.environ["PORT"] worked.
+    with HTTPDataClient(port=str(echo_server.port), address="http://127.0.0.1:") as client:  # type: ignore[arg-type]
+        assert client.url == f"http://127.0.0.1:{echo_server.port}"
+        assert client.send("/echo", [1]) == [1]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "http://127.0.0.1:70000",
+            "port 70000 in the URL 'http://127.0.0.1:70000' is out of range",
+        ),
+        ("http://[::1]:99999/x", "port 99999 in the URL 'http://[::1]:99999/x' is out of range"),
+        ("http://127.0.0.1:0", "port 0 (in the URL 'http://127.0.0.1:0') is not a port"),
+        (
+            "http://127.0.0.1:http",
+            "the port 'http' in the URL 'http://127.0.0.1:http' is not a number",
+        ),
+        ("ftp://127.0.0.1:21", "expected an http://, https:// or http+unix:// URL"),
+    ],
+)
+def test_client_url_with_bad_port_says_what_is_wrong(url: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=r"^(port|the port|expected) ") as info:
+        HTTPDataClient(url=url)
+    assert str(info.value).startswith(expected)
+
+
+def test_client_address_without_colon_is_value_error() -> None:
+    # Not "http://localhost5001": the port is appended to the address.
+    with pytest.raises(ValueError, match=r"address must end in a colon"):
+        HTTPDataClient(port=5001, address="http://localhost")

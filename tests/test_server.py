@@ -13,7 +13,15 @@ import pytest
 
 from dataserve import HTTPDataClient, HTTPDataHandler, HTTPDataServer
 
-from .conftest import Echo, dataserve_threads, free_port, put, raw_exchange, read_reply
+from .conftest import (
+    Echo,
+    dataserve_threads,
+    free_port,
+    is_closed_by_peer,
+    put,
+    raw_exchange,
+    read_reply,
+)
 
 
 def test_port_zero_picks_a_free_port_and_binds_loopback() -> None:
@@ -200,3 +208,31 @@ def test_idle_keep_alive_connection_is_closed_without_a_client_error() -> None:
         assert dataserve_threads() == before + 3  # accept loop, reaper and lingerer only
         for i in range(3):
             assert c.send("/echo", i) == i  # reconnects quietly
+
+
+@pytest.mark.parametrize(
+    ("connection", "closes"),
+    [
+        ("x-close-later", False),  # a token that merely contains the word
+        ("keep-alive", False),
+        ("Keep-Alive, Close", True),  # close among other tokens, any case
+        ("upgrade ,close", True),
+    ],
+)
+def test_connection_header_is_a_token_list_only_close_closes(connection: str, closes: bool) -> None:
+    with HTTPDataServer(Echo, port=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 3\r\nConnection: " + connection.encode() + b"\r\n\r\n[1]"
+            )
+            reply = read_reply(sock)
+            assert (reply.status, reply.body) == (200, b"[1]")
+            assert (reply.headers.get("connection") == "close") is closes
+            if closes:
+                assert is_closed_by_peer(sock)
+            else:  # still open: a second request on the same socket is answered
+                sock.sendall(put("/x", b"[3]"))
+                assert read_reply(sock).body == b"[3]"
+        with HTTPDataClient(url=server.url) as client:
+            assert client.send("/x", [2]) == [2]

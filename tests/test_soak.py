@@ -175,7 +175,7 @@ def raw_requests(draw: st.DrawFn) -> bytes:
     return head + draw(st.binary(max_size=40))
 
 
-ALLOWED = {200, 400, 401, 404, 405, 408, 411, 413, 414, 415, 431, 505}
+ALLOWED = {200, 400, 401, 404, 405, 408, 411, 413, 414, 415, 431, 501, 505}
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, Optional
 
 import msgspec
 import pytest
@@ -19,6 +23,9 @@ from dataserve import (
     ResourceNotFound,
     route,
 )
+from dataserve.codecs import CodecRegistry, MsgpackCodec
+
+from .conftest import ScriptedServer, put, raw_exchange
 
 
 class Point(msgspec.Struct):
@@ -146,3 +153,139 @@ def test_route_with_wrong_arity_fails_at_server_creation(make_server: Callable[.
 
     with pytest.raises(TypeError, match="exactly one argument"):
         make_server(Bad)
+
+
+# -- a body that does not match its type, told from one that could not be decoded ---------------
+
+
+MISMATCH = "the application/json body is valid but does not match list[int]: "
+
+
+@pytest.fixture(scope="module")
+def typed_server() -> Iterator[HTTPDataServer]:
+    with HTTPDataServer(Typed) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'[1, "two"]', MISMATCH + "Expected `int`, got `str` - at `$[1]`"),
+        (b"[1, NaN]", MISMATCH + "Expected `int`, got `float` - at `$[1]`"),
+        (b"{}", MISMATCH + "Expected `array`, got `object`"),
+        (b"[1, 2", "the application/json body could not be decoded: Input data was truncated"),
+        (b'[1, "two"', "the application/json body could not be decoded: Input data was truncated"),
+        (
+            b'[1, "two"] x',
+            "the application/json body could not be decoded: "
+            "JSON is malformed: trailing characters (byte 12)",
+        ),
+    ],
+    ids=["mismatch", "nan-for-int", "object-for-list", "truncated", "then-truncated", "then-junk"],
+)
+def test_route_body_mismatch_is_told_from_undecodable_body_and_server_keeps_serving(
+    typed_server: HTTPDataServer, body: bytes, detail: str
+) -> None:
+    reply = raw_exchange(typed_server.port, put("/add", body))
+    assert reply.status == 400
+    assert reply.json()["detail"] == detail
+    with HTTPDataClient(url=typed_server.url) as client:
+        assert client.send("/add", [1, 2]) == 3
+
+
+def test_client_sees_which_failure_a_route_reported(typed_client: HTTPDataClient) -> None:
+    with pytest.raises(BadRequest, match=r"is valid but does not match Point: .*`y`"):
+        typed_client.send("/point", {"x": 1})
+    with pytest.raises(BadRequest, match=r"is valid but does not match list\[int\]: .*`\$\[0\]`"):
+        typed_client.send("/add", ["one"])
+
+
+def test_typed_reply_mismatch_is_told_from_undecodable_reply(typed_client: HTTPDataClient) -> None:
+    url = typed_client.url
+    with pytest.raises(DecodeError) as info:
+        typed_client.send("/nums", type=list[int])
+    assert str(info.value) == (
+        f"the application/json reply of PUT {url}/nums is valid but does not match list[int]: "
+        "Expected `int`, got `str` - at `$[2]`"
+    )
+    with pytest.raises(DecodeError) as info:
+        typed_client.send("/text", type=int | None)
+    assert str(info.value) == (
+        f"the text/plain reply of PUT {url}/text is valid but does not match int | None: "
+        "Expected `int | null`, got `str`"
+    )
+
+    def truncated(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n"
+            b'Connection: close\r\n\r\n[1, "two"'
+        )
+
+    with ScriptedServer(truncated) as server, HTTPDataClient(url=server.url) as client:
+        with pytest.raises(DecodeError) as info:
+            client.send("/t", type=list[int])
+    assert str(info.value) == (
+        f"the application/json reply of PUT {server.url}/t could not be decoded: "
+        "Input data was truncated"
+    )
+
+
+def test_msgpack_mismatch_is_told_from_undecodable_body() -> None:
+    registry = CodecRegistry()
+    registry.register(MsgpackCodec())
+    good = msgspec.msgpack.encode([1, "two"])
+    with HTTPDataServer(Typed, registry=registry) as server:
+        kind = "application/msgpack"
+        reply = raw_exchange(server.port, put("/add", good, kind))
+        assert (reply.status, reply.json()["detail"]) == (
+            400,
+            f"the {kind} body is valid but does not match list[int]: "
+            "Expected `int`, got `str` - at `$[1]`",
+        )
+        reply = raw_exchange(server.port, put("/add", good[:-1], kind))
+        assert (reply.status, reply.json()["detail"]) == (
+            400,
+            f"the {kind} body could not be decoded: Input data was truncated",
+        )
+        with HTTPDataClient(url=server.url, registry=registry) as client:
+            assert client.send("/add", [1, 2]) == 3
+
+
+# -- type forms that are not classes (typed for mypy through PEP 747 TypeForm) -----------------
+
+
+def test_type_forms_that_are_not_classes_decode_at_run_time(typed_client: HTTPDataClient) -> None:
+    assert typed_client.send("/echo", 5, type=int | None) == 5
+    assert typed_client.send("/echo", 5, type=Optional[int]) == 5  # noqa: UP045
+    assert typed_client.send("/text", type=Literal["hi", "bye"]) == "hi"
+    assert typed_client.send("/pair", type=Pair | None) == Pair("x", 1.5)
+    assert typed_client.send("/echo", [1, 2], type=list[Literal[1, 2]]) == [1, 2]
+    with pytest.raises(DecodeError) as info:
+        typed_client.send("/echo", "c", type=Literal["a", "b"])
+    assert str(info.value) == (
+        f"the text/plain reply of PUT {typed_client.url}/echo is valid but does not match "
+        "Literal['a', 'b']: Invalid enum value 'c'"
+    )
+
+
+def test_typed_send_needs_no_typing_extensions_at_run_time(typed_server: HTTPDataServer) -> None:
+    # TypeForm is imported for type checkers only: dataserve runs where typing_extensions is
+    # not installed (msgspec imports it only if it is there).
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["typing_extensions"] = None  # any import of it now fails
+        from typing import Literal
+        from dataserve import HTTPDataClient
+        with HTTPDataClient(url=sys.argv[1]) as client:
+            print(client.send("/add", [1, 2], type=int | None))
+            print(client.send("/text", type=Literal["hi"]))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script, typed_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["3", "hi"]

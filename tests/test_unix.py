@@ -802,3 +802,28 @@ def test_wsgi_app_under_gunicorn_bound_to_a_unix_socket(sock_dir: Path) -> None:
                 proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_cli_serve_unix_on_a_live_socket_fails_before_the_handler_is_built(
+    sock_dir: Path,
+) -> None:
+    marker = sock_dir / "built"
+    (sock_dir / "markhandler.py").write_text(
+        "from pathlib import Path\n"
+        "from dataserve import HTTPDataHandler\n\n"
+        "class MarkHandler(HTTPDataHandler):\n"
+        "    def __init__(self):\n"
+        f"        Path({str(marker)!r}).write_text('built')\n\n"
+        "    def handle_request(self, resource, payload):\n"
+        "        return payload\n"
+    )
+    path = str(sock_dir / "live.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+        live.bind(path)
+        live.listen(4)
+        result = _dataserve("serve", "markhandler:MarkHandler", "--unix", path, cwd=sock_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"dataserve serve: another server is listening on {path!r}; stop it or choose another path"
+    ]
+    assert not marker.exists()  # the handler (its data) was never loaded

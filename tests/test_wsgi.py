@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,7 +30,7 @@ from dataserve import (
 )
 from dataserve.wsgi import make_app
 
-from .conftest import Echo, free_port, put, raw_exchange
+from .conftest import Echo, free_port, put, raw_exchange, read_reply
 from .test_typed import Point, Typed
 
 
@@ -188,3 +191,144 @@ def _has_module(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def test_wsgi_chunked_body_where_the_server_does_not_dechunk_is_411(
+    serve_wsgi: Callable[..., str],
+) -> None:
+    # wsgiref hands the raw chunked bytes to the app and sets no wsgi.input_terminated: the
+    # app must not guess where the body ends.
+    port = int(serve_wsgi().rsplit(":", 1)[1])
+    reply = raw_exchange(
+        port,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    assert reply.status == 411
+    assert "wsgi.input_terminated" in reply.json()["detail"]
+    with HTTPDataClient(port=port) as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+# -- under real gunicorn -------------------------------------------------------------------
+
+
+def needs_gunicorn() -> None:
+    if not _has_module("gunicorn"):
+        pytest.skip("gunicorn is not installed")
+
+
+GRACE = ("--graceful-timeout", "5")
+
+
+@contextlib.contextmanager
+def gunicorn(
+    app_dir: Path, bind: str, *options: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``gunicorn app:app`` from ``app_dir`` in its own process group; always stopped
+    (SIGTERM, then SIGKILL to the whole group) when the block ends. Output goes to
+    ``app_dir/gunicorn-<n>.log``."""
+    log_path = app_dir / f"gunicorn-{len(list(app_dir.glob('gunicorn-*.log')))}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", bind, *GRACE, *options, "app:app"],
+            cwd=app_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={"PATH": "", "PYTHONPATH": str(app_dir), **(env or {})},
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM a process group, wait (bounded), then SIGKILL what is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+CHUNKED_APP = textwrap.dedent("""
+    from dataserve.wsgi import make_app
+    from tests.conftest import Echo
+
+    app = make_app(Echo, max_body_size=1000)
+""")
+
+
+@pytest.fixture(scope="module")
+def gunicorn_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    needs_gunicorn()
+    app_dir = tmp_path_factory.mktemp("gunicorn-chunked")
+    (app_dir / "app.py").write_text(CHUNKED_APP)
+    port = free_port()
+    root = str(Path(__file__).resolve().parent.parent)
+    with gunicorn(app_dir, f"127.0.0.1:{port}", env={"PYTHONPATH": f"{app_dir}:{root}"}):
+        with HTTPDataClient(port=port) as client:
+            client.wait_ready(30)
+        yield port
+
+
+CHUNKED_HEAD = (
+    b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+)
+
+
+def _still_serves(port: int) -> None:
+    with HTTPDataClient(port=port) as client:
+        assert client.send("/echo", [1, "two"]) == [1, "two"]
+
+
+def test_gunicorn_serves_a_chunked_body_split_across_sends(gunicorn_port: int) -> None:
+    body = b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nT: v\r\n\r\n"
+    message = CHUNKED_HEAD + b"Connection: close\r\n\r\n" + body
+    with socket.create_connection(("127.0.0.1", gunicorn_port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(message), 7):
+            sock.sendall(message[start : start + 7])
+        reply = read_reply(sock)
+    assert (reply.status, reply.body) == (200, b"hello world")
+    _still_serves(gunicorn_port)
+
+
+def test_gunicorn_chunked_body_over_max_body_size_is_413(gunicorn_port: int) -> None:
+    with socket.create_connection(("127.0.0.1", gunicorn_port), timeout=10) as sock:
+        sock.sendall(CHUNKED_HEAD + b"Connection: close\r\n\r\n" + b"3e9\r\n" + b"x" * 1001)
+        sock.sendall(b"\r\n0\r\n\r\n")
+        reply = read_reply(sock)
+    assert reply.status == 413
+    assert "1000 bytes" in reply.json()["detail"]
+    _still_serves(gunicorn_port)
+
+
+def test_gunicorn_chunked_body_of_max_body_size_is_served(gunicorn_port: int) -> None:
+    body = b"".join(b"64\r\n" + b"%03d" % i * 33 + b"z\r\n" for i in range(10)) + b"0\r\n\r\n"
+    reply = raw_exchange(gunicorn_port, CHUNKED_HEAD + b"Connection: close\r\n\r\n" + body)
+    assert (reply.status, len(reply.body)) == (200, 1000)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        (b"Transfer-Encoding: gzip, chunked\r\n", 501),  # passed to the app, which refuses
+        (b"Transfer-Encoding: gzip\r\n", 400),  # gunicorn's own 400
+        (b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", 400),  # gunicorn's own
+    ],
+)
+def test_gunicorn_refuses_what_the_server_refuses(
+    gunicorn_port: int, fields: bytes, status: int
+) -> None:
+    reply = raw_exchange(
+        gunicorn_port,
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + fields + b"\r\n0\r\n\r\n",
+    )
+    assert reply.status == status
+    _still_serves(gunicorn_port)

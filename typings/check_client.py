@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
-from typing import Any, Optional, Union, assert_type
+from typing import Annotated, Any, Literal, Optional, Union, assert_type
 
 import msgspec
 
@@ -54,13 +55,29 @@ def typed_calls(client: HTTPDataClient) -> None:
     assert_type(client.send("/pair", type=tuple[int, str]), tuple[int, str])
     assert_type(client.send("/n", 3, type=int), int)
     assert_type(client.send("/x", 3, type=float), float)
-    # Non-class type forms are Any until PEP 747 TypeForm. (Written with ``Union``: mypy types
-    # the expression ``int | str`` as ``UnionType | <int's constructor>``, so that spelling
-    # gives ``Any | int``.)
-    assert_type(client.send("/u", type=Union[int, str]), Any)  # noqa: UP007
-    assert_type(client.send("/u", type=Optional[int]), Any)  # noqa: UP045
-    wide: int | str = client.send("/u", type=int | str)
-    print(wide)
+    assert_type(client.send("/x", 3, type=None), Any)
+
+
+def type_forms(client: HTTPDataClient) -> None:
+    # Type forms that are not a class, through PEP 747's TypeForm (mypy >= 2.2 by default).
+    assert_type(client.send("/u", type=int | None), int | None)
+    assert_type(client.send("/u", type=Optional[int]), int | None)  # noqa: UP045
+    assert_type(client.send("/u", type=Union[int, str]), int | str)  # noqa: UP007
+    assert_type(client.send("/u", type=int | str), int | str)
+    assert_type(client.send("/l", type=Literal["a", "b"]), Literal["a", "b"])
+    assert_type(client.send("/l", type=list[Literal[1, 2]]), list[Literal[1, 2]])
+    assert_type(client.send("/p", type=Point | None), Point | None)
+    assert_type(client.send("/p", type=Optional[Label]), Label | None)  # noqa: UP045
+    assert_type(
+        client.send("/p", type=list[Point] | dict[str, Label]), list[Point] | dict[str, Label]
+    )
+    assert_type(client.send("/a", type=Annotated[int, msgspec.Meta(ge=0)]), int)
+    assert_type(client.send("/o", type=object), object)
+    alias = list[int]
+    assert_type(client.send("/xs", type=alias), list[int])
+    maybe: int | None = client.send("/u", type=int | None)
+    choice: Literal["a", "b"] = client.send("/l", type=Literal["a", "b"])
+    print(maybe, choice)
 
 
 def typed_results_flow(client: HTTPDataClient) -> None:
@@ -131,3 +148,23 @@ def errors(client: HTTPDataClient) -> None:
     except DataServeError as e:
         ex: Exception = e
         print(ex)
+
+
+def streaming(client: HTTPDataClient, path: str) -> None:
+    """SPEC 10: file payloads, ``out=`` (an int: the bytes written) and ``progress=``."""
+
+    def report(done: int, total: int | None) -> None:
+        print(done, total)
+
+    with open(path, "rb") as f:
+        assert_type(client.send("/upload", f), Any)
+        assert_type(client.send("/upload", f, type=int), int)
+        assert_type(client.send("/upload", f, type=int, progress=report), int)
+    with open(path, "wb") as out:
+        assert_type(client.send("/blob", out=out), int)
+        assert_type(client.send("/blob", 3, out=out, progress=report), int)
+    assert_type(client.send("/blob", out=io.BytesIO()), int)
+    assert_type(client.send("/xs", [1], progress=lambda done, total: None), Any)
+    assert_type(client.send("/xs", [1], progress=print), Any)
+    written: int = client.send("/blob", out=io.BytesIO())
+    print(written)

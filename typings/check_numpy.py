@@ -25,3 +25,5 @@ def arrays(client: HTTPDataClient) -> None:
     assert_type(NumpyCodec().content_type(np.zeros(3)), str)
     assert_type(registry.content_type(codec, np.zeros(3)), str)
     assert_type(client.send("/scale", np.zeros(3), type=np.ndarray), np.ndarray[Any, Any])
+    scaled = client.send("/scale", np.zeros(3), type=npt.NDArray[np.float64])
+    assert_type(scaled, npt.NDArray[np.float64])

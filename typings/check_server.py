@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 from collections.abc import Callable
-from typing import Any, assert_type
+from typing import IO, Any, BinaryIO, assert_type
 
 import msgspec
 
@@ -57,6 +58,31 @@ class Points(HTTPDataHandler):
     @route("points")
     def all_points(self, payload: None) -> list[Point]:
         return self.points
+
+
+class Files(HTTPDataHandler):
+    """SPEC 10: a route reading its body as a stream, routes returning files and buffers."""
+
+    @route("/upload")
+    def upload(self, payload: BinaryIO) -> int:
+        with open("/tmp/upload.bin", "wb") as f:
+            shutil.copyfileobj(payload, f)
+            return f.tell()
+
+    @route("/upload-io")
+    def upload_io(self, payload: IO[bytes]) -> int:
+        return len(payload.read(10))
+
+    @route("/download")
+    def download(self, payload: str) -> BinaryIO:
+        return open(payload, "rb")
+
+    @route("/view")
+    def view(self, payload: int) -> memoryview:
+        return memoryview(bytes(payload))
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        return open(resource, "rb")
 
 
 def routes_keep_their_signatures(handler: Points) -> None:

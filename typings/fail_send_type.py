@@ -6,8 +6,10 @@ as one of these lines stops being an error. Never run.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Optional
 
 import msgspec
 
@@ -28,19 +30,30 @@ class Point(msgspec.Struct):
     y: float
 
 
+@dataclasses.dataclass
+class Label:
+    name: str
+
+
 def typed_results(client: HTTPDataClient) -> None:
     wrong: int = client.send("/name", type=str)  # type: ignore[assignment]
-    # Not caught, by mypy rather than by dataserve (msgspec.json.decode behaves the same): a
-    # parameterised alias such as ``list[int]`` is re-inferred from the assignment's declared
-    # type, so ``x: list[str] = client.send("/xs", type=list[int])`` passes. Assigning the
-    # result of a call without a declared type first is caught:
+    # No send overload is a catch-all, so a typed result never fits an incompatible declared
+    # type (msgspec's own decode overloads end in one, ``type: Any -> Any``, which mypy used
+    # whenever the class overload failed: this line passed before).
+    wrong_list: list[str] = client.send("/xs", type=list[int])  # type: ignore[arg-type]
     xs = client.send("/xs", type=list[int])
-    wrong_list: list[str] = xs  # type: ignore[assignment]
+    wrong_xs: list[str] = xs  # type: ignore[assignment]
+    optional: int = client.send("/u", type=int | None)  # type: ignore[assignment]
+    also_optional: int = client.send("/u", type=Optional[int])  # type: ignore[assignment]  # noqa: UP045
+    letter: Literal["a"] = client.send("/l", type=Literal["a", "b"])  # type: ignore[call-overload]
+    point: Point = client.send("/p", type=Point | None)  # type: ignore[assignment]
+    label: Label = client.send("/p", type=Point)  # type: ignore[assignment]
+    client.send("/u", type=int | None) + 1  # type: ignore[operator]
     client.send("/xs", type=list[int]).append("x")  # type: ignore[arg-type]
     z = client.send("/p", type=Point).z  # type: ignore[attr-defined]
     client.send("/b", type=bytes).encode()  # type: ignore[attr-defined]
     client.send("/d", type=dict[str, float])[1]  # type: ignore[index]
-    print(wrong, wrong_list, z)
+    print(wrong, wrong_list, wrong_xs, optional, also_optional, letter, point, label, z)
 
 
 def send_arguments(client: HTTPDataClient) -> None:
@@ -48,6 +61,19 @@ def send_arguments(client: HTTPDataClient) -> None:
     client.send("/xs", [1], list[int])  # type: ignore[call-overload]
     client.send("/xs", typ=list[int])  # type: ignore[call-overload]
     client.wait_ready("soon")  # type: ignore[arg-type]
+
+
+def streaming_arguments(client: HTTPDataClient) -> None:
+    out = io.BytesIO()
+    client.send("/blob", out=out, type=bytes)  # type: ignore[call-overload]
+    client.send("/blob", out="reply.bin")  # type: ignore[call-overload]
+    text: str = client.send("/blob", out=out)  # type: ignore[assignment]
+    client.send("/xs", [1], progress=_one_argument)  # type: ignore[arg-type]
+    print(text)
+
+
+def _one_argument(done: int) -> None:
+    print(done)
 
 
 def constructors() -> None:

@@ -48,6 +48,7 @@ from ._errors import (
     TransportError,
     Unauthorized,
     UnsupportedMediaType,
+    WriteTimeout,
 )
 from ._handler import HTTPDataHandler, route
 
@@ -81,6 +82,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WriteTimeout",
     "route",
     "run_http_server",
 ]

@@ -18,7 +18,6 @@ import os
 import select
 import socket
 import ssl
-import stat
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, overload
@@ -35,11 +34,24 @@ from urllib3.util import Retry
 
 from . import _unix
 from ._clientcommon import (
+    OUT_AND_TYPE,
     bearer_header,
+    connect_failed,
+    connect_refused,
+    connect_timed_out,
+    connection_broke,
     decode_reply,
+    file_ended_early,
+    pipe_not_replayed,
+    read_timed_out,
+    reply_written_then_broke,
     request_path,
     resolve_target,
     retry_policy,
+    send_broke,
+    text_file_message,
+    tls_failed,
+    write_timed_out,
 )
 from ._clientwire import END, NEED_DATA, ClientConnection, Data, ReplyError, ReplyHead, RequestHeads
 from ._errors import (
@@ -49,9 +61,21 @@ from ._errors import (
     EncodeError,
     ReadTimeout,
     TransportError,
+    WriteTimeout,
 )
 from ._io import ONE_WRITE_LIMIT
-from ._protocol import raise_for_reply
+from ._protocol import OCTET_STREAM, raise_for_reply
+from ._stream import (
+    FileChunks,
+    FileEndedEarly,
+    Progress,
+    is_binary_file,
+    is_text_file,
+    position_of,
+    read_whole,
+    stream_size,
+    write_all,
+)
 from .codecs._registry import CodecRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -61,15 +85,13 @@ __all__ = ["AsyncHTTPDataClient"]
 
 T = TypeVar("T")
 
-_OCTET_STREAM: Final = "application/octet-stream"
 _CACHE_LIMIT: Final = 1024
-_SEND_SLICE: Final = 1 << 20  # a large body is written in slices, each once the last drained
-_FILE_CHUNK: Final = 256 * 1024  # bytes read from a payload file per executor call
-_PROGRESS_STEP: Final = 64 * 1024
+_SEND_SLICE: Final = 256 * 1024  # a large body is written in slices, each once the last went
+_READ_BUFFER: Final = 64 * 1024  # what one read of the transport receives into
+_DIRECT_BODY: Final = 64 * 1024  # a longer kept body is received straight into its buffer
 _RECEIVE_HIGH: Final = 1 << 20  # received bytes not yet taken: reading pauses above this
 _RECEIVE_LOW: Final = 256 * 1024  # ... and resumes below this
 _CLOSE_WAIT: Final = 1.0  # aclose() waits at most this long for sockets to be closed
-_NOT_FILES: Final = (bytes, bytearray, memoryview, str, int, float, list, dict, tuple, type(None))
 
 
 class _BinaryWriter(Protocol):
@@ -265,22 +287,18 @@ class AsyncHTTPDataClient:
         if path is None:
             path = self._path(resource)
         if out is not None and type is not None:
-            raise TypeError(
-                "give send() either type= (decode the reply) or out= (write its bytes), not both"
-            )
-        if _is_binary_file(payload):
-            if isinstance(payload, io.TextIOBase):
-                raise EncodeError(
-                    f"the file sent to {resource!r} is open in text mode; open it with 'rb' "
-                    "to send its bytes"
-                )
-            call = _Call(None, payload, out, progress)
-            media_type = _OCTET_STREAM
+            raise TypeError(OUT_AND_TYPE)
+        url = self.url + path
+        if is_binary_file(payload):
+            if is_text_file(payload):
+                raise EncodeError(text_file_message(resource))
+            call = _Call(None, payload, out, progress, url)
+            media_type = OCTET_STREAM
         else:
             codec, body = self.registry.encode(payload, resource)
             media_type = self.registry.content_type(codec, payload)
-            call = _Call(body, None, out, progress)
-        what = f"PUT {self.url}{path}"
+            call = _Call(body, None, out, progress, url)
+        what = f"PUT {url}"
         head, data = await self._exchange(self._heads.put(path, media_type), call, what)
         content_type = head.headers.get("content-type")
         if head.status != 200:
@@ -431,22 +449,19 @@ class AsyncHTTPDataClient:
                     )
         except TimeoutError as exc:
             raise _ConnectFailed(
-                ConnectTimeout("Could not connect to {url} within the connect timeout"),
+                ConnectTimeout(connect_timed_out("{url}")),
                 ConnectTimeoutError(str(exc) or "connect timed out"),
             ) from None
         except ssl.SSLError as exc:
-            raise _ConnectFailed(ConnectError(f"TLS with {{url}} failed: {exc}")) from exc
+            raise _ConnectFailed(ConnectError(tls_failed("{url}", exc))) from exc
         except OSError as exc:
             if target.unix_socket is not None:
                 reason = _unix.connect_failure_reason(target.unix_socket, exc)
                 error = ConnectError(f"Could not connect to {{url}}: {reason}")
             elif isinstance(exc, ConnectionRefusedError):
-                error = ConnectError(
-                    "Could not connect to {url} (connection refused); "
-                    "is the server running on that port?"
-                )
+                error = ConnectError(connect_refused("{url}"))
             else:
-                error = ConnectError(f"Could not connect to {{url}} ({exc})")
+                error = ConnectError(connect_failed("{url}", exc))
             raise _ConnectFailed(error) from exc
         conn.nodelay()
         return conn
@@ -468,21 +483,23 @@ class AsyncHTTPDataClient:
                     continue
                 try:
                     result = await conn.put(head, call, self.timeout)
-                except (OSError, ReplyError) as exc:
+                except _WriteStalled as stalled:
+                    self._discard(conn)  # part of a request went out: the connection is unusable
+                    raise WriteTimeout(write_timed_out(url, self.timeout), url) from (
+                        stalled.__cause__
+                    )
+                except (OSError, ReplyError, _SendBroke) as exc:
                     self._discard(conn)
-                    if isinstance(exc, TimeoutError):
-                        error: TransportError = ReadTimeout(
-                            "PUT {url}: no reply within the timeout; the handler may still "
-                            "be running"
-                        )
-                        policy: Urllib3Error = ReadTimeoutError(None, url, "read timed out")  # type: ignore[arg-type]
+                    if isinstance(exc, _SendBroke):
+                        cause = exc.__cause__
+                        error: TransportError = ConnectionLost(send_broke("{url}", cause))
+                        policy: Urllib3Error = ProtocolError(str(cause), cause)
+                    elif isinstance(exc, TimeoutError):
+                        error = ReadTimeout(read_timed_out("PUT", "{url}"))
+                        policy = ReadTimeoutError(None, url, "read timed out")  # type: ignore[arg-type]
                     else:
                         reason = str(exc) or exc.__class__.__name__
-                        error = ConnectionLost(
-                            f"PUT {{url}}: the connection broke before the whole reply "
-                            f"arrived ({reason}); the handler may have run, so the request "
-                            "was not resent"
-                        )
+                        error = ConnectionLost(connection_broke("PUT", "{url}", reason))
                         policy = ProtocolError(reason, exc)
                     retry = _next_retry(retry, url, error, policy, exc)
                     try:
@@ -529,10 +546,16 @@ class AsyncHTTPDataClient:
 # -- one connection ------------------------------------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(asyncio.BufferedProtocol):
     """One connection: the transport's bytes into the wire, the wire's bytes out, with the
     read timeout and flow control in both directions. Between calls it is idle, and any byte
-    or end that arrives then makes it unusable."""
+    or end that arrives then makes it unusable.
+
+    Received bytes go into one reused buffer and on to the wire, except the body of a reply
+    whose ``Content-Length`` the wire has framed and the caller keeps: the transport then
+    receives it straight into one buffer of that size (`receive_body`), never gathered from
+    pieces and joined.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -541,6 +564,7 @@ class _Conn(asyncio.Protocol):
         self.idle = False
         self.dropped = False  # bytes or an end arrived while idle, or the connection ended
         self.closed: asyncio.Future[None] = loop.create_future()  # done once the socket is
+        self._read_buffer = memoryview(bytearray(_READ_BUFFER))
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._reading_paused = False
@@ -551,19 +575,39 @@ class _Conn(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timeout = 0.0
         self._last = 0.0  # loop time of the last sign of life during a call
+        self._body: memoryview | None = None  # where a body is received straight into
+        self._filled = 0
+        self._wake_each = False  # wake the reader at each read of a body (progress reports)
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
+    # -- asyncio.BufferedProtocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if transport.get_extra_info("sslcontext") is None:
+            # Writes wait until the kernel took everything: a large body is never copied
+            # whole into the transport's buffer, only what one write of a slice left unsent.
+            # (TLS encrypts each slice into buffers of its own anyway: default limits.)
+            transport.set_write_buffer_limits(high=0)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        body = self._body
+        if body is not None:
+            return body[self._filled :]
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._body is not None:
+            self._filled += nbytes
+            self._last = self._loop.time()
+            if self._wake_each or self._filled == len(self._body):
+                self._wake()
+            return
         if self.idle:
             self.dropped = True  # the server spoke out of turn: never reuse this connection
             return
-        self._chunks.append(data)
-        self._buffered += len(data)
+        self._chunks.append(bytes(self._read_buffer[:nbytes]))
+        self._buffered += nbytes
         if self._buffered > _RECEIVE_HIGH and not self._reading_paused:
             assert self.transport is not None
             self._reading_paused = True
@@ -629,20 +673,26 @@ class _Conn(asyncio.Protocol):
 
     async def put(self, head: bytes, call: _Call, timeout: float) -> tuple[ReplyHead, Any]:
         """Send one PUT and read its reply: the head and the body (``b""`` when written
-        to ``out``)."""
+        to ``out``).
+
+        Raises:
+            _WriteStalled: The server read nothing of the request for ``timeout`` seconds.
+        """
         self._begin(timeout)
         try:
             wire = self.wire
             sent: OSError | None = None
             try:
                 await call.send(self, wire, head)
+            except TimeoutError as exc:
+                raise _WriteStalled from exc
             except OSError as exc:  # the server may have answered, then closed, early
                 sent = exc
             try:
                 return await self._receive_reply(call)
             except (OSError, ReplyError):
                 if sent is not None:
-                    raise sent from None
+                    raise _SendBroke from sent
                 raise
         finally:
             self._end()
@@ -680,6 +730,13 @@ class _Conn(asyncio.Protocol):
                 if call is not None and reply.status == 200:
                     sink = call.sink(reply.length)
                     keep = call.out is None
+                    if keep and reply.length is not None and reply.length > _DIRECT_BODY:
+                        data = await self.receive_body(reply.length, sink)
+                        end = wire.next_event()
+                        assert end is END
+                        if sink is not None:
+                            sink.end()
+                        return reply, data
         assert reply is not None
         if sink is not None:
             sink.end()
@@ -687,16 +744,78 @@ class _Conn(asyncio.Protocol):
             return reply, pieces[0]
         return reply, b"".join(pieces)
 
+    async def receive_body(self, length: int, sink: _Sink | None) -> bytes:
+        """A ``Content-Length`` body of ``length`` bytes, received into one buffer of that
+        size: what the wire already holds is copied in, the rest the transport receives
+        straight into it. The buffer is a `BytesIO`'s, so that the `bytes` it becomes is
+        not a copy."""
+        wire = self.wire
+        whole = io.BytesIO()
+        whole.seek(length - 1)
+        whole.write(b"\0")
+        view = whole.getbuffer()
+        filled = 0
+        try:
+            while filled < length:  # the bytes that arrived with the head, or queued
+                event = wire.next_event()
+                if event is NEED_DATA:
+                    if not self._chunks:
+                        break
+                    wire.receive_data(await self.receive())
+                    continue
+                assert isinstance(event, Data)
+                count = len(event.data)
+                view[filled : filled + count] = event.data
+                filled += count
+                if sink is not None:
+                    await sink.take(event.data)
+            if filled < length:
+                await self._receive_into(view, filled, sink)
+        finally:
+            view.release()
+        return whole.getvalue()
+
+    async def _receive_into(self, view: memoryview, filled: int, sink: _Sink | None) -> None:
+        wire = self.wire
+        self._body = view
+        self._filled = filled
+        self._wake_each = sink is not None
+        if self._reading_paused:
+            self._reading_paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        reported = filled
+        try:
+            while self._filled < len(view):
+                if self._eof:
+                    wire.body_received(self._filled - reported)
+                    if isinstance(self._error, OSError):
+                        raise self._error
+                    wire.receive_data(b"")
+                    wire.next_event()  # raises: the body was cut short
+                    raise ReplyError("the reply body was cut short")
+                await self._wait()
+                if sink is not None and self._filled > reported:
+                    await sink.take(view[reported : self._filled])
+                    wire.body_received(self._filled - reported)
+                    reported = self._filled
+        finally:
+            self._body = None
+        if self._filled > reported:
+            if sink is not None:
+                await sink.take(view[reported : self._filled])
+            wire.body_received(self._filled - reported)
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._eof or self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("the server closed the connection")
         self.transport.write(data)
 
     async def drain(self) -> None:
-        """Wait while the transport holds more than its high-water mark unsent."""
+        """Wait until the transport sent what it holds to the kernel."""
         while self._writing_paused:
             if self._eof:
-                raise ConnectionResetError("the server closed the connection")
+                break
             await self._wait()
         if self._eof:
             raise (
@@ -809,6 +928,15 @@ class _LocalError(Exception):
         self.error = error
 
 
+class _WriteStalled(Exception):
+    """The server stopped reading the request body for the whole timeout (the cause)."""
+
+
+class _SendBroke(Exception):
+    """The connection broke while the request was being sent (the cause), and no reply
+    came: the handler never received the whole request."""
+
+
 class _ConnectFailed(Exception):
     """Connecting failed: ``error`` (its message with ``{url}`` still to fill in) for the
     caller, ``policy_error`` for the retry policy."""
@@ -840,41 +968,6 @@ def _next_retry(
         raise _with_url(error, url) from cause
 
 
-class _Progress:
-    """Calls ``callback(done, total)`` as a body moves, at most once per 64 KiB, each phase
-    opening with ``(0, total)`` and closing with every byte counted."""
-
-    __slots__ = ("_callback", "_reported", "done", "total")
-
-    def __init__(self, callback: ProgressCallback) -> None:
-        self._callback = callback
-        self.done = 0
-        self.total: int | None = None
-        self._reported = 0
-
-    def _call(self, done: int) -> None:
-        try:
-            self._callback(done, self.total)
-        except Exception as exc:
-            raise _LocalError(exc) from exc
-
-    def begin(self, total: int | None) -> None:
-        self.done = self._reported = 0
-        self.total = total
-        self._call(0)
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.done - self._reported >= _PROGRESS_STEP:
-            self._reported = self.done
-            self._call(self.done)
-
-    def end(self) -> None:
-        if self._reported != self.done:
-            self._reported = self.done
-            self._call(self.done)
-
-
 class _Sink:
     """What a 200 reply's body goes through when it is streamed: ``out`` (written in the
     executor) and progress reports."""
@@ -890,7 +983,7 @@ class _Sink:
         if out is not None:
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(None, _write_all, out, memoryview(data))
+                await loop.run_in_executor(None, write_all, out, memoryview(data))
             except Exception as exc:
                 raise _LocalError(exc) from exc
             self._call.written += len(data)
@@ -902,15 +995,14 @@ class _Sink:
             self._progress.end()
 
 
-def _write_all(out: _BinaryWriter, view: memoryview) -> None:
-    done = 0
-    while done < len(view):
-        count = out.write(view[done:])
-        if not isinstance(count, int) or count >= len(view) - done:
-            return  # None (as many writers return) or all of it
-        if count <= 0:
-            raise OSError(f"{out!r}.write() wrote nothing")
-        done += count
+def _guarded(callback: ProgressCallback) -> ProgressCallback:
+    def report(done: int, total: int | None) -> None:
+        try:
+            callback(done, total)
+        except Exception as exc:
+            raise _LocalError(exc) from exc
+
+    return report
 
 
 class _Call:
@@ -923,14 +1015,16 @@ class _Call:
         file: Any,
         out: _BinaryWriter | None,
         progress: ProgressCallback | None,
+        url: str,
     ) -> None:
         self.body = body
         self.file = file
         self.out = out
-        self.progress = None if progress is None else _Progress(progress)
+        self.url = url
+        self.progress = None if progress is None else Progress(_guarded(progress))
         self.simple = file is None and out is None and progress is None
-        self.start = None if file is None else _position_of(file)
-        self.size: int | None = None if file is None else _stream_size(file)
+        self.start = None if file is None else position_of(file)
+        self.size: int | None = None if file is None else stream_size(file)
         self.consumed = False  # bytes of the file payload were read
         self.written = 0  # bytes written into out
 
@@ -943,20 +1037,11 @@ class _Call:
     def rewind(self, url: str, error: BaseException) -> None:
         """Make the call ready to be sent again, or raise `ConnectionLost` if it cannot be."""
         if self.written:
-            raise ConnectionLost(
-                f"PUT {url}: the connection broke after {self.written} bytes of the reply "
-                f"were written to out ({error}); the request was not resent",
-                url,
-            )
+            raise ConnectionLost(reply_written_then_broke(url, self.written, error), url)
         if self.file is None or not self.consumed:
             return
         if self.start is None:
-            raise ConnectionLost(
-                f"PUT {url}: the connection broke ({error}) after part of the request body "
-                "was read from a stream that cannot seek back (e.g. a pipe); the request "
-                "was not resent",
-                url,
-            )
+            raise ConnectionLost(pipe_not_replayed(url, error), url)
         try:
             self.file.seek(self.start)
         except Exception as exc:
@@ -964,7 +1049,9 @@ class _Call:
         self.consumed = False
 
     async def send(self, conn: _Conn, wire: ClientConnection, head: bytes) -> None:
-        """Write the request: head and body, in one write when small."""
+        """Write the request: head and body, in one write when small; a large body in
+        slices of the caller's buffer, each once the kernel took the last (never copied
+        whole)."""
         if self.file is not None:
             await self._send_file(conn, wire, head)
             return
@@ -991,12 +1078,7 @@ class _Call:
                 await conn.drain()
                 if progress is not None:
                     progress.advance(len(piece))
-        end = wire.end_request()
-        if end:
-            conn.write(end)
-        await conn.drain()
-        if progress is not None:
-            progress.end()
+        await self._finish(conn, wire)
 
     async def _send_file(self, conn: _Conn, wire: ClientConnection, head: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -1007,132 +1089,40 @@ class _Call:
             progress.begin(size)
         self.consumed = True
         if size is not None and size <= ONE_WRITE_LIMIT:
-            data = await self._read(loop, size, whole=True)
+            data = await self._read(loop, read_whole, self.file, size)
             wire.send_data(data)
             conn.write(message + data)
             if progress is not None:
                 progress.advance(len(data))
         else:
             conn.write(message)
-            done = 0
-            while size is None or done < size:
-                wanted = _FILE_CHUNK if size is None else min(_FILE_CHUNK, size - done)
-                data = await self._read(loop, wanted, whole=False)
-                if not data:
-                    if size is not None:
-                        raise _LocalError(_ended_early(done, size))
-                    break
-                done += len(data)
-                frames = wire.send_data(data)
-                conn.write(b"".join(frames) if len(frames) > 1 else frames[0])
+            chunks = FileChunks(self.file, size)
+            while chunk := await self._read(loop, chunks.next):
+                for frame in wire.send_data(chunk):
+                    conn.write(frame)  # what the kernel does not take now is copied
                 await conn.drain()
                 if progress is not None:
-                    progress.advance(len(data))
+                    progress.advance(len(chunk))
+        await self._finish(conn, wire)
+
+    async def _finish(self, conn: _Conn, wire: ClientConnection) -> None:
+        """End the request body and wait until the kernel took all of it."""
         end = wire.end_request()
         if end:
             conn.write(end)
         await conn.drain()
-        if progress is not None:
-            progress.end()
+        if self.progress is not None:
+            self.progress.end()
 
-    async def _read(self, loop: asyncio.AbstractEventLoop, wanted: int, *, whole: bool) -> bytes:
+    async def _read(
+        self, loop: asyncio.AbstractEventLoop, function: Callable[..., T], *args: Any
+    ) -> T:
         """Read from the payload file in the loop's default executor."""
-        file = self.file
-        reader = getattr(file, "read1", None) if self.size is None else None
         try:
-            if whole:
-                data = await loop.run_in_executor(None, _read_exactly, file, wanted)
-            else:
-                data = await loop.run_in_executor(None, reader or file.read, wanted)
-        except _FileEnded as ended:
-            raise _LocalError(_ended_early(ended.done, wanted)) from None
+            return await loop.run_in_executor(None, function, *args)
+        except FileEndedEarly as exc:
+            raise _LocalError(EncodeError(file_ended_early(self.url, exc.done, exc.size))) from None
         except TypeError as exc:  # read() gave str: a text-mode file object
             raise _LocalError(EncodeError(f"the file payload cannot be sent: {exc}")) from exc
         except Exception as exc:
             raise _LocalError(exc) from exc
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise _LocalError(
-                EncodeError(
-                    f"the file payload's read() returned {data.__class__.__name__}, not "
-                    "bytes; open it in binary mode ('rb')"
-                )
-            )
-        return bytes(data) if data.__class__ is not bytes else data
-
-
-def _ended_early(done: int, size: int) -> EncodeError:
-    return EncodeError(
-        f"the file payload ended after {done} of the {size} bytes it held when the call "
-        "began (did it shrink?); the request was cut short and its connection closed, so "
-        "the handler did not receive it"
-    )
-
-
-class _FileEnded(Exception):
-    def __init__(self, done: int) -> None:
-        super().__init__(done)
-        self.done = done
-
-
-def _read_exactly(file: Any, size: int) -> bytes:
-    """Read exactly ``size`` bytes of a (small) file, in the executor."""
-    parts: list[bytes] = []
-    done = 0
-    while done < size:
-        data = file.read(size - done)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise TypeError(
-                f"the file's read() returned {data.__class__.__name__}, not bytes; open it "
-                "in binary mode ('rb')"
-            )
-        if not data:
-            raise _FileEnded(done)
-        parts.append(bytes(data))
-        done += len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _is_binary_file(value: object) -> bool:
-    """Whether a payload is a file object to stream (anything with ``read`` that is not a
-    plain value); a text file counts too, and is refused with a clear error."""
-    if isinstance(value, _NOT_FILES):
-        return False
-    return hasattr(value, "readinto") or hasattr(value, "read")
-
-
-def _position_of(f: Any) -> int | None:
-    """A seekable file object's current position, or ``None`` if it cannot seek back."""
-    try:
-        if not f.seekable():
-            return None
-        position = f.tell()
-    except (AttributeError, OSError, ValueError):
-        return None
-    return position if isinstance(position, int) else None
-
-
-def _stream_size(f: Any) -> int | None:
-    """How many bytes a file object holds from its current position, or ``None`` if unknown
-    (a pipe, a socket, a reader that cannot seek: the body then travels chunked)."""
-    try:
-        fd = f.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = None
-    if isinstance(fd, int):
-        try:
-            info = os.fstat(fd)
-        except OSError:
-            info = None
-        if info is not None and stat.S_ISREG(info.st_mode):
-            return max(0, info.st_size - (_position_of(f) or 0))
-        if info is not None:
-            return None  # a pipe, a socket, a character device: never seek those
-    position = _position_of(f)
-    if position is None:
-        return None
-    try:
-        end = f.seek(0, io.SEEK_END)
-        f.seek(position)
-    except (OSError, ValueError):
-        return None
-    return max(0, end - position) if isinstance(end, int) else None

@@ -9,8 +9,9 @@ import socket
 import ssl
 import time
 import weakref
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, overload
 
 import urllib3
 import urllib3.connection
@@ -30,38 +31,92 @@ from urllib3.util import Retry, Timeout
 
 from . import _unix
 from ._clientcommon import (
-    USER_AGENT,
+    OUT_AND_TYPE,
     bearer_header,
+    connect_failed,
+    connect_refused,
+    connect_timed_out,
+    connection_broke,
     decode_reply,
+    file_ended_early,
+    pipe_not_replayed,
+    read_timed_out,
+    reply_written_then_broke,
     request_path,
     resolve_target,
     retry_policy,
+    send_broke,
+    text_file_message,
+    tls_failed,
+    write_timed_out,
 )
+from ._clientwire import RequestHeads
 from ._errors import (
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
+    EncodeError,
     ReadTimeout,
     TransportError,
+    WriteTimeout,
 )
-from ._io import send_message
+from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
+    CHUNK_TAIL,
+    LAST_CHUNK,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    OCTET_STREAM,
     HTTPError,
+    asks_to_close,
+    chunk_head,
     parse_content_length,
     parse_response_head,
     raise_for_reply,
+)
+from ._stream import (
+    CHUNK_SIZE,
+    FileChunks,
+    FileEndedEarly,
+    Progress,
+    is_binary_file,
+    is_text_file,
+    kernel_offset,
+    position_of,
+    read_whole,
+    send_file_region,
+    stream_size,
+    write_all,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = ["HTTPDataClient"]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    import typing_extensions
+    from typing_extensions import TypeForm  # type-only: no runtime dependency
+
+    # A checker that knows no TypeForm (mypy < 1.19) cannot solve T from a non-class type
+    # form; the default makes that Any rather than Never.
+    T = typing_extensions.TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
+
+
+class _BinaryWriter(Protocol):
+    """What ``send(..., out=f)`` writes into: an ``open(path, "wb")`` file, a ``BytesIO``,
+    or anything with a ``write`` that takes a ``memoryview`` (and copies what it keeps)."""
+
+    def write(self, data: memoryview, /) -> object: ...
+
+
+ProgressCallback = Callable[[int, int | None], object]
+"""``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
 
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
+_SEND_CHUNK: Final = 1 << 20
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
 
@@ -85,11 +140,13 @@ class HTTPDataClient:
     Retry policy: a failure to connect is retried twice with a short backoff (the request never
     left). A request that may have reached the handler (the connection broke after it was sent,
     or the reply timed out) is never sent again unless ``retries`` says so; use ``retries``
-    only for handlers that are safe to run twice. Idle connections the server closed are
-    noticed before reuse, so a server restart between calls is not an error.
+    only for handlers that are safe to run twice. A body streamed from a file is resent only if
+    the file is seekable (see `send`). Idle connections the server closed are noticed before
+    reuse, so a server restart between calls is not an error.
 
     Args:
-        port: The server's port, appended to ``address``.
+        port: The server's port (1-65535), appended to ``address``. An int; a string of
+            digits is taken too, as 0.1 did (``port=os.environ["PORT"]``).
         address: Scheme and host ending in a colon, as in dataserve 0.1. ``localhost`` means
             ``127.0.0.1``, so no IPv6 attempt fails on every new connection; reach an
             IPv6-only server at ``"http://[::1]:"``.
@@ -101,7 +158,9 @@ class HTTPDataClient:
             socket file is `ConnectError`); the ``Host`` header says ``localhost``.
         timeout: Seconds the server may stay silent: until the reply begins, and then
             between any two reads of it (as urllib3's read timeout; a reply that keeps
-            trickling in is not cut).
+            trickling in is not cut). Also the longest the server may stop reading a
+            request body being sent (`WriteTimeout`; a slow upload that keeps moving is
+            not cut).
         connect_timeout: Seconds to wait for a connection (always finite).
         retries: How many times to resend a request after a failure that may have happened
             after the handler received it (0: never).
@@ -112,7 +171,10 @@ class HTTPDataClient:
         ssl_context: An `ssl.SSLContext` for ``https`` URLs (e.g. with a custom CA).
 
     Raises:
-        ValueError: No server given, two given, a malformed URL or an out-of-range option.
+        TypeError: ``port`` is neither an int nor a string of digits (a bool, a float, ...).
+        ValueError: No server given, or two given; ``port`` (or the port in ``url``) is 0 or
+            outside 1-65535; ``url`` is not an ``http://``, ``https://`` or ``http+unix://``
+            URL; or a timeout is not positive.
     """
 
     def __init__(
@@ -150,9 +212,7 @@ class HTTPDataClient:
         self._ssl_context = ssl_context
         self._timeout = Timeout(connect=connect_timeout, read=timeout)
         self._retry = retry_policy(retries)
-        self._heads: dict[tuple[str, str], bytes] = {}
-        self._registry_version = -1
-        self._host_header = target.host_header
+        self._heads = RequestHeads(self.registry, target.host_header, self._auth)
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -162,26 +222,107 @@ class HTTPDataClient:
 
     # -- calls -----------------------------------------------------------------------------
 
+    # The overloads of every client's send (an async client copies them, with ``async def``).
+    # None is a catch-all: a type= that fits no overload, or whose result is assigned to an
+    # incompatible type, is an error (SPEC section 5). ``progress=`` is taken by every one.
+    # 1. out=: the reply's body streamed into a file; the number of bytes written (SPEC 10).
+    # 2. No type= (or None): the untyped reply.
+    # 3. A class (list[int], a Struct, a dataclass): T, on every checker.
+    # 4. Any other type form (int | None, Optional[int], Literal["a"]): T, through PEP 747's
+    #    TypeForm (mypy >= 2.2 and pyright >= 1.1.412 by default; see docs/api.md, Client).
     @overload
-    def send(self, resource: str, payload: object = None) -> Any: ...
+    def send(
+        self,
+        resource: str,
+        payload: object = None,
+        *,
+        out: _BinaryWriter,
+        progress: ProgressCallback | None = None,
+    ) -> int: ...
     @overload
-    def send(self, resource: str, payload: object = None, *, type: type[T]) -> T: ...
+    def send(
+        self,
+        resource: str,
+        payload: object = None,
+        *,
+        type: None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any: ...
     @overload
-    def send(self, resource: str, payload: object = None, *, type: object) -> Any: ...
+    def send(
+        self,
+        resource: str,
+        payload: object = None,
+        *,
+        type: type[T],
+        progress: ProgressCallback | None = None,
+    ) -> T: ...
+    @overload
+    def send(
+        self,
+        resource: str,
+        payload: object = None,
+        *,
+        type: TypeForm[T],
+        progress: ProgressCallback | None = None,
+    ) -> T: ...
 
-    def send(self, resource: str, payload: object = None, *, type: object = None) -> Any:
+    def send(
+        self,
+        resource: str,
+        payload: object = None,
+        *,
+        type: object = None,
+        out: _BinaryWriter | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
         """Call a resource with a payload and return the decoded reply.
+
+        Large data streams (neither side holds it whole): a binary file object as
+        ``payload`` (``open(path, "rb")``, a pipe, anything with ``readinto`` or ``read``)
+        travels as ``application/octet-stream`` in chunks read into one reused buffer. With
+        a size (a regular file: its ``fstat`` size minus its current position; otherwise by
+        ``seek``/``tell`` when it is seekable) it is sent with that ``Content-Length``, from
+        the kernel (``sendfile``) for a regular file over plain HTTP; without one (a pipe) it
+        is sent with ``Transfer-Encoding: chunked``. The file is read from its current
+        position and left open.
+
+        Retries: a request whose body was streamed from a file is resent (after a failure
+        that ``retries`` allows resending) only if the file is seekable: it is first sought
+        back to where it stood. A pipe's body, once partly read, is never replayed: the call
+        raises `ConnectionLost` instead. A reply partly written to ``out`` is never fetched
+        again either.
 
         Args:
             resource: The resource, e.g. ``"/xdata"`` (a leading ``/`` is added if missing).
-            payload: Any value a codec encodes; ``None`` travels as JSON ``null``.
+            payload: Any value a codec encodes, or a binary file object to stream; ``None``
+                travels as JSON ``null``.
             type: Decode the reply into this type with msgspec's typed decoding
-                (``list[int]``, a Struct, a dataclass, ``str``, ...).
+                (``list[int]``, a Struct, a dataclass, ``str``, ``int | None``,
+                ``Literal["a", "b"]``, ...); type checkers see the result as this type.
+            out: Write a successful (200) reply's body, as it arrives and as it travels (not
+                decoded, whatever its ``Content-Type``), into this binary file object, and
+                return the number of bytes written. ``out.write`` gets a ``memoryview`` of a
+                reused buffer. An error reply still raises its `ServerError` and writes
+                nothing. If the connection breaks mid-reply, ``out`` holds what arrived and
+                `ConnectionLost` is raised. Cannot be combined with ``type``.
+            progress: Called as ``progress(done, total)`` from the calling thread: first for
+                the request body going out, then for the reply body coming in (a 200 reply's
+                only), with ``done`` counting each phase's bytes from 0. Each phase begins
+                with a call ``(0, total)``; then at most one call per 64 KiB; the last call
+                of a phase has ``done`` equal to every byte moved. ``total`` is the body's
+                length, or ``None`` when it is unknown (a pipe, a chunked reply). An
+                exception it raises aborts the call (the connection is closed) and
+                propagates.
         Returns:
-            The reply, decoded (into ``type`` when given).
+            The reply, decoded (into ``type`` when given); with ``out``, the number of bytes
+            written into it.
         Raises:
-            EncodeError: No codec encodes ``payload`` (raised before any traffic).
-            DecodeError: The reply could not be decoded, or does not fit ``type``.
+            EncodeError: No codec encodes ``payload`` (raised before any traffic), or the
+                file payload is in text mode, or it ended before its size (it shrank while
+                being sent; the request was cut short and its connection closed).
+            DecodeError: The reply could not be decoded, or is valid but does not match
+                ``type`` (the message says which, with msgspec's path such as ``$[2]``).
             TransportError: No connection, a broken connection, or a timeout.
             ServerError: The server answered with an error status (a subclass per status).
         """
@@ -190,6 +331,8 @@ class HTTPDataClient:
         path = self._paths.get(resource)
         if path is None:
             path = self._path(resource)
+        if out is not None or progress is not None or is_binary_file(payload):
+            return self._send_streaming(path, resource, payload, type, out, progress)
         codec, body = self.registry.encode(payload, resource)
         sent_type = self.registry.content_type(codec, payload)
         status, headers, data = self._exchange(path, sent_type, body)
@@ -285,37 +428,54 @@ class HTTPDataClient:
         self._paths[resource] = path
         return path
 
-    def _head_prefix(self, path: str, media_type: str) -> bytes:
-        """The request head up to the Content-Length value, built once per resource and codec."""
-        version = self.registry.version  # before reading media_types: a register() may race
-        if self._registry_version != version:
-            self._heads = {}
-            self._registry_version = version
-        key = (path, media_type)
-        prefix = self._heads.get(key)
-        if prefix is None:
-            lines = [
-                f"PUT {path} HTTP/1.1",
-                f"Host: {self._host_header}",
-                f"User-Agent: {USER_AGENT}",
-                f"Content-Type: {media_type}",
-                f"Accept: {', '.join(self.registry.media_types)}",
-            ]
-            if self._auth is not None:
-                lines.append(f"Authorization: {self._auth}")
-            prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
-            if len(self._heads) >= _CACHE_LIMIT:
-                self._heads.clear()
-            self._heads[key] = prefix
-        return prefix
+    def _send_streaming(
+        self,
+        path: str,
+        resource: str,
+        payload: object,
+        target: object,
+        out: _BinaryWriter | None,
+        progress: ProgressCallback | None,
+    ) -> Any:
+        """`send` for a file payload, ``out=`` or ``progress=`` (see `_Transfer`)."""
+        if out is not None and target is not None:
+            raise TypeError(OUT_AND_TYPE)
+        if is_binary_file(payload):
+            if is_text_file(payload):
+                raise EncodeError(text_file_message(resource))
+            media_type = OCTET_STREAM
+            transfer = _Transfer(payload, None, out, progress)
+        else:
+            codec, body = self.registry.encode(payload, resource)
+            media_type = self.registry.content_type(codec, payload)
+            view = memoryview(body)
+            if view.ndim != 1 or view.format != "B":
+                view = view.cast("B")
+            transfer = _Transfer(None, view, out, progress)
+        try:
+            status, headers, data = self._exchange(path, media_type, None, transfer)
+        except _LocalError as exc:  # the payload file, out or the callback failed
+            raise exc.error from None
+        content_type = headers.get("content-type")
+        if status != 200:
+            raise_for_reply(status, content_type, data, "PUT", self.url + path)
+        if out is not None:
+            return transfer.written
+        return self._decode(content_type, data, target, path)
 
-    def _exchange(self, path: str, media_type: str, body: Any) -> tuple[int, dict[str, str], bytes]:
+    def _exchange(
+        self, path: str, media_type: str, body: Any, transfer: _Transfer | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """One PUT on a pooled connection: urllib3 checks connections out and in, connects
         (timeouts, TLS, socket options) and decides retries; the request goes out in one write
-        and the reply is parsed by the protocol core."""
+        and the reply is parsed by the protocol core. A ``transfer`` streams the body or the
+        reply instead (and is rewound before a retry)."""
         url = self.url + path
-        length = body.nbytes if isinstance(body, memoryview) else len(body)
-        head = b"%s%d\r\n\r\n" % (self._head_prefix(path, media_type), length)
+        if transfer is None:
+            length = body.nbytes if isinstance(body, memoryview) else len(body)
+            head = b"%sContent-Length: %d\r\n\r\n" % (self._heads.put(path, media_type), length)
+        else:
+            head = transfer.head(self._heads.put(path, media_type), url)
         retry = self._retry
         while True:
             pool = self._get_pool()
@@ -335,9 +495,25 @@ class HTTPDataClient:
                 retry.sleep()
                 continue
             try:
-                status, headers, data, keep_alive = _send_and_receive(
-                    conn, head, body, length, self.timeout
+                status, headers, data, keep_alive = (
+                    _send_and_receive(conn, head, body, length, self.timeout)
+                    if transfer is None
+                    else transfer.run(conn, head, self.timeout)
                 )
+            except _SendFailed as failure:
+                _close_conn(conn)  # part of a request went out: the connection is unusable
+                pool._put_conn(conn)
+                cause = failure.__cause__
+                if isinstance(cause, TimeoutError):
+                    raise WriteTimeout(write_timed_out(url, self.timeout), url) from cause
+                try:  # not all sent: the handler never received it (resent only if asked)
+                    retry = _next_retry(retry, url, ProtocolError(str(cause), cause))
+                except ConnectionLost:
+                    raise ConnectionLost(send_broke(url, cause), url) from cause
+                if transfer is not None:
+                    transfer.rewind(url, cause or failure)  # a pipe's body is never replayed
+                retry.sleep()
+                continue
             except (OSError, HTTPError, _BrokenReply) as exc:
                 _close_conn(conn)
                 pool._put_conn(conn)
@@ -346,6 +522,8 @@ class HTTPDataClient:
                 else:
                     error = ProtocolError(str(exc) or exc.__class__.__name__, exc)
                 retry = _next_retry(retry, url, error)
+                if transfer is not None:
+                    transfer.rewind(url, error)  # raises if the body or reply can't be replayed
                 retry.sleep()
                 continue
             except BaseException:  # e.g. KeyboardInterrupt mid-reply: never reuse the rest
@@ -357,12 +535,16 @@ class HTTPDataClient:
             pool._put_conn(conn)
             return status, headers, data
 
-    def _decode(self, content_type: str | None, data: bytes, target: object, path: str) -> Any:
+    def _decode(self, content_type: str | None, data: Any, target: object, path: str) -> Any:
         return decode_reply(self.registry, content_type, data, target, f"PUT {self.url}{path}")
 
 
 class _BrokenReply(Exception):
     """The reply was cut short or is not HTTP/1.x as dataserve reads it."""
+
+
+class _SendFailed(Exception):
+    """The request could not be sent completely; its ``__cause__`` says why."""
 
 
 class _CountingSocketIO(io.RawIOBase):
@@ -486,37 +668,37 @@ def _send_and_receive(
 ) -> tuple[int, dict[str, str], bytes, bool]:
     sock = conn.sock
     sock.settimeout(timeout)
-    send_message(sock, head, body, length)
+    try:
+        _send_request(sock, head, body, length)
+    except OSError as exc:
+        raise _SendFailed from exc
     rfile = conn.reader()
-    while True:
-        status_line = rfile.readline(MAX_HEADER_BYTES + 1)
-        if not status_line:
-            raise _BrokenReply("the server closed the connection without replying")
-        if not status_line.endswith(b"\r\n"):
-            raise _BrokenReply("the connection closed in the middle of the reply head")
-        header_lines: list[bytes] = []
-        while (line := _readline(rfile)) != b"":
-            header_lines.append(line)
-            if len(header_lines) > MAX_HEADERS:
-                raise _BrokenReply("the reply has too many header fields")
-        minor, status, headers = parse_response_head(status_line[:-2], header_lines)
-        if status >= 200:
-            break  # 1xx interim replies are skipped
-    keep_alive = minor == 1 and "close" not in headers.get("connection", "").lower()
-    framing = headers.get("content-length")
-    if status in (204, 304):
-        data = b""  # RFC 9112 6.3: no body, whatever the headers say
-    elif "transfer-encoding" in headers:
+    minor, status, headers = _read_reply_head(rfile)
+    keep_alive = minor == 1 and not asks_to_close(headers.get("connection"))
+    wanted, chunked = _reply_framing(status, headers)
+    if chunked:
         data = _read_chunked(rfile)
-    elif framing is not None:
-        wanted = parse_content_length(framing)
-        if wanted is None:
-            raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
+    elif wanted is not None:
         data = _read_exactly(rfile, wanted)
     else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
         data = rfile.read()
         keep_alive = False
     return status, headers, data, keep_alive
+
+
+def _send_request(sock: Any, head: bytes, body: Any, length: int) -> None:
+    """Send the request. The socket's timeout bounds each wait for the server to read more
+    (``sendall``'s would bound the whole transfer, failing a large body on a slow link)."""
+    if length <= ONE_WRITE_LIMIT:
+        send_message(sock, head, body, length)  # one write: no Nagle stall before the body
+        return
+    sock.sendall(head)
+    view = body if isinstance(body, memoryview) else memoryview(body)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    sent = 0
+    while sent < length:
+        sent += sock.send(view[sent : sent + _SEND_CHUNK])
 
 
 def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:
@@ -533,18 +715,308 @@ def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:
 
 def _read_chunked(rfile: io.BufferedReader) -> bytes:
     parts: list[bytes] = []
-    while True:
-        size_line = _readline(rfile).partition(b";")[0].strip()
-        if not _CHUNK_SIZE.fullmatch(size_line):
-            raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}")
-        size = int(size_line, 16)
-        if size == 0:
-            while _readline(rfile):  # trailer fields
-                pass
-            return b"".join(parts)
+    while size := _next_chunk_size(rfile):
         parts.append(_read_exactly(rfile, size))
         if rfile.read(2) != b"\r\n":
             raise _BrokenReply("the chunked reply was cut short")
+    return b"".join(parts)
+
+
+# -- streaming (SPEC 10) ---------------------------------------------------------------------
+
+_CHUNKED_END: Final = b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+class _LocalError(Exception):
+    """An error of the caller's own objects (the payload file, ``out``, the progress
+    callback): re-raised as it is by `send`, never mistaken for a broken connection."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Transfer:
+    """One streamed call: the request body read from a file (or sliced from an encoded
+    value), the reply body written into ``out`` (or kept), progress reported for both.
+
+    Before a retry, `rewind` seeks a file payload back to where it stood; a body partly read
+    from a stream that cannot seek (a pipe), or a reply partly written into ``out``, is not
+    replayed.
+    """
+
+    def __init__(
+        self,
+        file: Any,
+        view: memoryview | None,
+        out: _BinaryWriter | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self._file = file
+        self._view = view
+        self._out = out
+        self._progress = None if progress is None else Progress(_guarded(progress))
+        self._start = None if file is None else position_of(file)
+        self.size: int | None = stream_size(file) if view is None else view.nbytes
+        self.consumed = False  # bytes of the file payload have been read
+        self.written = 0  # bytes written into out
+        self._url = ""
+
+    def head(self, head: bytes, url: str) -> bytes:
+        """The request head, framed: from `RequestHeads.put`'s cached head."""
+        self._url = url
+        if self.size is not None:
+            return b"%sContent-Length: %d\r\n\r\n" % (head, self.size)
+        return head + _CHUNKED_END
+
+    def rewind(self, url: str, error: BaseException) -> None:
+        """Make the call ready to be sent again, or raise `ConnectionLost` if it cannot be."""
+        if self.written:
+            raise ConnectionLost(reply_written_then_broke(url, self.written, error), url)
+        if self._file is None or not self.consumed:
+            return
+        if self._start is None:
+            raise ConnectionLost(pipe_not_replayed(url, error), url)
+        try:
+            self._file.seek(self._start)
+        except Exception as exc:
+            raise _LocalError(exc) from exc
+        self.consumed = False
+
+    def run(self, conn: Any, head: bytes, timeout: float) -> tuple[int, dict[str, str], Any, bool]:
+        """Send the request and read the reply on a connected urllib3 connection."""
+        sock = conn.sock
+        sock.settimeout(timeout)
+        early: OSError | None = None
+        try:
+            self._send_body(sock, head)
+        except FileEndedEarly as exc:
+            raise EncodeError(file_ended_early(self._url, exc.done, exc.size)) from None
+        except TimeoutError as exc:
+            raise _SendFailed from exc  # the server stopped reading the body: WriteTimeout
+        except OSError as exc:
+            early = exc  # the server may have answered, then closed, before reading it all
+        rfile = conn.reader()
+        try:
+            minor, status, headers = _read_reply_head(rfile)
+        except (OSError, HTTPError, _BrokenReply):
+            if early is not None:  # no early answer: the body just could not be sent whole
+                raise _SendFailed from early
+            raise
+        keep_alive = early is None and minor == 1 and not asks_to_close(headers.get("connection"))
+        length, chunked = _reply_framing(status, headers)
+        if length is None and not chunked:
+            keep_alive = False  # framed by closing the connection
+        data: Any = b""
+        if status == 200 and self._out is not None:
+            self._receive(rfile, length, chunked, self._write)
+        elif status == 200 and self._progress is not None:
+            data = self._collect(rfile, length, chunked)
+        elif chunked:
+            data = _read_chunked(rfile)
+        elif length is not None:
+            data = _read_exactly(rfile, length)
+        else:
+            data = rfile.read()
+        return status, headers, data, keep_alive
+
+    # -- request body --------------------------------------------------------------------
+
+    def _send_body(self, sock: socket.socket, head: bytes) -> None:
+        progress = self._progress
+        size = self.size
+        view = self._view
+        if progress is not None:
+            progress.begin(size)
+        if view is not None:  # an encoded value: sliced, never copied
+            if progress is None or view.nbytes <= ONE_WRITE_LIMIT:
+                send_message(sock, head, view, view.nbytes)
+                if progress is not None:
+                    progress.advance(view.nbytes)
+            else:
+                sock.sendall(head)
+                for start in range(0, view.nbytes, CHUNK_SIZE):
+                    piece = view[start : start + CHUNK_SIZE]
+                    sock.sendall(piece)
+                    progress.advance(len(piece))
+        elif size is not None and size <= ONE_WRITE_LIMIT:
+            self.consumed = True
+            data = _local(read_whole, self._file, size)
+            send_message(sock, head, data, size)
+            if progress is not None:
+                progress.advance(size)
+        else:
+            self._send_file(sock, head, size)
+        if progress is not None:
+            progress.end()
+
+    def _send_file(self, sock: socket.socket, head: bytes, size: int | None) -> None:
+        progress = self._progress
+        advance = None if progress is None else progress.advance
+        file = self._file
+        offset = None
+        if size is not None and sock.__class__ is socket.socket:  # plain TCP: zero-copy
+            offset = _local(kernel_offset, file)
+        sock.sendall(head)
+        self.consumed = True
+        if offset is not None and size is not None:
+            send_file_region(sock, file, offset, size, advance)
+            return
+        chunks = FileChunks(file, size)
+        while chunk := _local(chunks.next):
+            if size is None:
+                sock.sendall(chunk_head(len(chunk)))
+                sock.sendall(chunk)
+                sock.sendall(CHUNK_TAIL)
+            else:
+                sock.sendall(chunk)
+            if advance is not None:
+                advance(len(chunk))
+        if size is None:
+            sock.sendall(LAST_CHUNK)
+
+    # -- reply body ----------------------------------------------------------------------
+
+    def _write(self, view: memoryview) -> None:
+        out = self._out
+        assert out is not None
+        try:
+            write_all(out, view)
+        except Exception as exc:
+            raise _LocalError(exc) from exc
+        self.written += len(view)
+
+    def _receive(
+        self,
+        rfile: io.BufferedReader,
+        length: int | None,
+        chunked: bool,
+        write: Callable[[memoryview], None],
+    ) -> None:
+        progress = self._progress
+        if progress is not None:
+            progress.begin(None if chunked else length)
+        buffer = memoryview(bytearray(CHUNK_SIZE))
+        if chunked:
+            while size := _next_chunk_size(rfile):
+                _copy_exactly(rfile, size, buffer, write, progress)
+                if rfile.read(2) != b"\r\n":
+                    raise _BrokenReply("the chunked reply was cut short")
+        elif length is not None:
+            _copy_exactly(rfile, length, buffer, write, progress)
+        else:
+            while count := rfile.readinto(buffer):
+                write(buffer[:count])
+                if progress is not None:
+                    progress.advance(count)
+        if progress is not None:
+            progress.end()
+
+    def _collect(self, rfile: io.BufferedReader, length: int | None, chunked: bool) -> Any:
+        """A 200 reply's body, kept in memory, with progress reports as it arrives."""
+        if length is not None and not chunked:
+            whole = bytearray(length)
+            view = memoryview(whole)
+            filled = 0
+
+            def into(piece: memoryview) -> None:
+                nonlocal filled
+                view[filled : filled + len(piece)] = piece
+                filled += len(piece)
+
+            self._receive(rfile, length, chunked, into)
+            return whole
+        parts: list[bytes] = []
+        self._receive(rfile, length, chunked, lambda piece: parts.append(bytes(piece)))
+        return b"".join(parts)
+
+
+def _guarded(callback: ProgressCallback) -> ProgressCallback:
+    def report(done: int, total: int | None) -> None:
+        try:
+            callback(done, total)
+        except Exception as exc:
+            raise _LocalError(exc) from exc
+
+    return report
+
+
+def _local(function: Callable[..., T], *args: Any) -> T:
+    """Call something that reads the caller's payload file: its errors are the caller's."""
+    try:
+        return function(*args)
+    except (FileEndedEarly, _LocalError):
+        raise
+    except TypeError as exc:  # read() gave str: a text-mode file object
+        raise EncodeError(f"the file payload cannot be sent: {exc}") from exc
+    except Exception as exc:
+        raise _LocalError(exc) from exc
+
+
+def _read_reply_head(rfile: io.BufferedReader) -> tuple[int, int, dict[str, str]]:
+    """Read a reply head (1xx interim replies skipped): ``(minor, status, headers)``."""
+    while True:
+        status_line = rfile.readline(MAX_HEADER_BYTES + 1)
+        if not status_line:
+            raise _BrokenReply("the server closed the connection without replying")
+        if not status_line.endswith(b"\r\n"):
+            raise _BrokenReply("the connection closed in the middle of the reply head")
+        header_lines: list[bytes] = []
+        while (line := _readline(rfile)) != b"":
+            header_lines.append(line)
+            if len(header_lines) > MAX_HEADERS:
+                raise _BrokenReply("the reply has too many header fields")
+        minor, status, headers = parse_response_head(status_line[:-2], header_lines)
+        if status >= 200:
+            return minor, status, headers
+
+
+def _reply_framing(status: int, headers: dict[str, str]) -> tuple[int | None, bool]:
+    """How a reply body is framed: ``(length, chunked)``; ``(None, False)`` means it ends
+    when the connection closes."""
+    if status in (204, 304):
+        return 0, False  # RFC 9112 6.3: no body, whatever the headers say
+    if "transfer-encoding" in headers:
+        return None, True
+    framing = headers.get("content-length")
+    if framing is None:
+        return None, False
+    length = parse_content_length(framing)
+    if length is None:
+        raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
+    return length, False
+
+
+def _next_chunk_size(rfile: io.BufferedReader) -> int:
+    """Read a chunk-size line; at the last chunk, also the trailer section (then 0)."""
+    size_line = _readline(rfile).partition(b";")[0].strip()
+    if not _CHUNK_SIZE.fullmatch(size_line):
+        raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}")
+    size = int(size_line, 16)
+    if size == 0:
+        while _readline(rfile):  # trailer fields
+            pass
+    return size
+
+
+def _copy_exactly(
+    rfile: io.BufferedReader,
+    count: int,
+    buffer: memoryview,
+    write: Callable[[memoryview], None],
+    progress: Progress | None,
+) -> None:
+    left = count
+    while left > 0:
+        got = rfile.readinto(buffer[: min(left, len(buffer))])
+        if not got:
+            raise _BrokenReply(
+                f"the reply body was cut short ({count - left} of {count} bytes arrived)"
+            )
+        write(buffer[:got])
+        left -= got
+        if progress is not None:
+            progress.advance(got)
 
 
 def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: bool = False) -> Retry:
@@ -563,23 +1035,15 @@ def _transport_error(
     if isinstance(exc, _UnixConnectError):
         return ConnectError(f"Could not connect to {url}: {exc.reason}", url)
     if isinstance(exc, NewConnectionError):
-        reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
-        return ConnectError(
-            f"Could not connect to {url} ({reason}); is the server running on that port?", url
-        )
+        if "refused" in str(exc).lower():
+            return ConnectError(connect_refused(url), url)
+        return ConnectError(f"{connect_failed(url, exc)}; is the server running on that port?", url)
     if isinstance(exc, ConnectTimeoutError):
-        return ConnectTimeout(f"Could not connect to {url} within the connect timeout", url)
+        return ConnectTimeout(connect_timed_out(url), url)
     if isinstance(exc, ReadTimeoutError):
-        return ReadTimeout(
-            f"{method} {url}: no reply within the timeout; the handler may still be running", url
-        )
+        return ReadTimeout(read_timed_out(method, url), url)
     if isinstance(exc, SSLError):
-        return ConnectError(f"TLS with {url} failed: {exc}", url)
+        return ConnectError(tls_failed(url, exc), url)
     if connecting:
-        return ConnectError(f"Could not connect to {url} ({exc})", url)
-    return ConnectionLost(
-        f"{method} {url}: the connection broke before the whole reply "
-        f"arrived ({exc}); the handler may have run, so the request was "
-        "not resent",
-        url,
-    )
+        return ConnectError(connect_failed(url, exc), url)
+    return ConnectionLost(connection_broke(method, url, exc), url)

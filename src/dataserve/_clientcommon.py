@@ -9,9 +9,11 @@ value with msgspec's path in the error. The wire itself is `_clientwire`'s.
 
 from __future__ import annotations
 
+import operator
 import os
+import re
 import ssl
-from typing import Any, Final
+from typing import Any, Final, SupportsIndex, cast
 from urllib.parse import quote
 
 from urllib3.exceptions import LocationParseError
@@ -20,18 +22,32 @@ from urllib3.util import Retry, parse_url
 from . import _unix
 from ._errors import DecodeError
 from ._protocol import check_token, codec_for_content_type
-from .codecs._registry import CodecRegistry
+from .codecs._registry import CodecRegistry, decode_failure
 
 __all__ = [
     "CONNECT_RETRIES",
+    "MAX_PORT",
+    "OUT_AND_TYPE",
     "PATH_SAFE",
     "USER_AGENT",
     "ClientTarget",
     "bearer_header",
+    "connect_failed",
+    "connect_refused",
+    "connect_timed_out",
+    "connection_broke",
     "decode_reply",
+    "file_ended_early",
+    "pipe_not_replayed",
+    "read_timed_out",
+    "reply_written_then_broke",
     "request_path",
     "resolve_target",
     "retry_policy",
+    "send_broke",
+    "text_file_message",
+    "tls_failed",
+    "write_timed_out",
 ]
 
 CONNECT_RETRIES: Final = 2
@@ -39,7 +55,56 @@ CONNECT_RETRIES: Final = 2
 PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 """Characters a resource keeps unescaped in the request path."""
 USER_AGENT: Final = "dataserve/0.2"
-_URL_EXPECTED: Final = "expected an http://, https:// or http+unix:// URL, got {!r}"
+MAX_PORT: Final = 65535
+_PORT_ZERO: Final = (
+    "{} is not a port a server listens on (0 asks a server to pick a free port); give the "
+    "port the server printed, or the server's .port or .url"
+)
+_URL_PORT: Final = re.compile(  # scheme://[userinfo@]host:PORT, with PORT captured
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):([^/?#]*)"
+)
+
+
+def _check_port(port: object) -> int:
+    """The ``port`` argument as an int in 1-65535, or a TypeError/ValueError saying what is wrong.
+
+    An int (or anything with ``__index__``, such as a NumPy integer) is taken as is; a string
+    of decimal digits too, since dataserve 0.1 built its URL as ``address + str(port)`` (so
+    ``port=os.environ["PORT"]`` keeps working). A bool or any other type is a TypeError.
+    """
+    if isinstance(port, str) and port.isascii() and port.isdigit():
+        number = int(port)
+    elif isinstance(port, bool) or not hasattr(type(port), "__index__"):
+        raise TypeError(f"port must be an int such as 5001, got {port!r} ({type(port).__name__})")
+    else:
+        number = operator.index(cast(SupportsIndex, port))
+    if number == 0:
+        raise ValueError(_PORT_ZERO.format("port 0"))
+    if not 0 < number <= MAX_PORT:
+        raise ValueError(
+            f"port {port!r} is out of range: a TCP port is 1-{MAX_PORT}; give the port the "
+            "server listens on"
+        )
+    return number
+
+
+def _bad_url_message(url: str) -> str:
+    """Why ``url`` is not a server URL: its port, when that is what is wrong, else its form."""
+    match = _URL_PORT.match(url)
+    if match is not None and match[1]:
+        text = match[1]
+        if text.isascii() and text.isdigit():
+            if int(text) > MAX_PORT:
+                return (
+                    f"port {text} in the URL {url!r} is out of range: a TCP port is "
+                    f"1-{MAX_PORT}; give the port the server listens on"
+                )
+        else:
+            return f"the port {text!r} in the URL {url!r} is not a number such as 5001"
+    return (
+        "expected an http://, https:// or http+unix:// URL such as 'http://127.0.0.1:5001', "
+        f"got {url!r}"
+    )
 
 
 class ClientTarget:
@@ -79,7 +144,7 @@ class ClientTarget:
 
 
 def resolve_target(
-    port: int | None,
+    port: object,
     address: str,
     url: str | None,
     unix_socket: str | os.PathLike[str] | None,
@@ -94,7 +159,9 @@ def resolve_target(
     Args:
         client: The class name, for the message when no server is given.
     Raises:
-        ValueError: No server given, two given, a malformed URL or an out-of-range option.
+        TypeError: ``port`` is neither an int nor a string of digits.
+        ValueError: No server given, two given, a malformed URL, port 0 or one outside
+            1-65535, an address not ending in a colon, or an out-of-range option.
     """
     if unix_socket is not None:
         if url is not None or port is not None:
@@ -106,7 +173,12 @@ def resolve_target(
                 f"give the server's port, e.g. {client}(port=5001), "
                 "or url='http://host:port', or unix_socket='/path/to/data.sock'"
             )
-        url = f"{address}{port}"
+        if not address.endswith(":"):
+            raise ValueError(
+                f"address must end in a colon, as 'http://localhost:' (the port is "
+                f"appended to it), got {address!r}; or pass url='http://host:port'"
+            )
+        url = f"{address}{_check_port(port)}"
     if not 0 < connect_timeout < float("inf") or not timeout > 0:
         raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
     if retries < 0:
@@ -123,9 +195,11 @@ def resolve_target(
     try:
         parsed = parse_url(url)
     except LocationParseError:
-        raise ValueError(_URL_EXPECTED.format(url)) from None
+        raise ValueError(_bad_url_message(url)) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(_URL_EXPECTED.format(url))
+        raise ValueError(_bad_url_message(url))
+    if parsed.port == 0:
+        raise ValueError(_PORT_ZERO.format(f"port 0 (in the URL {url!r})"))
     host = parsed.host
     number = parsed.port or (443 if parsed.scheme == "https" else 80)
     return ClientTarget(
@@ -189,7 +263,8 @@ def decode_reply(
         what: The call, for messages: ``"PUT http://127.0.0.1:5001/xdata"``.
     Raises:
         DecodeError: No codec in ``registry`` decodes that type, or the body does not decode
-            (into ``target``); the message ends with msgspec's path (`` at `$[2]` ``).
+            (into ``target``): the message says whether it is valid but does not match
+            ``target`` or could not be decoded at all, with msgspec's path such as ``$[2]``.
     """
     codec, media_type, params = codec_for_content_type(registry, content_type)
     if codec is None:
@@ -201,7 +276,83 @@ def decode_reply(
         return registry.decode(codec, data, params, target)
     except DecodeError as exc:
         raise DecodeError(
-            f"the reply of {what} could not be decoded"
-            f"{'' if target is None else f' as {target!r}'}: "
-            f"{exc.__cause__ or exc}"
+            decode_failure(codec.media_type, target, exc.__cause__ or exc, f"reply of {what}")
         ) from exc
+
+
+# -- the messages of the errors both clients raise (SPEC 8) ---------------------------------
+
+
+def connect_refused(url: str) -> str:
+    return f"Could not connect to {url} (connection refused); is the server running on that port?"
+
+
+def connect_failed(url: str, reason: object) -> str:
+    return f"Could not connect to {url} ({reason})"
+
+
+def connect_timed_out(url: str) -> str:
+    return f"Could not connect to {url} within the connect timeout"
+
+
+def tls_failed(url: str, exc: object) -> str:
+    return f"TLS with {url} failed: {exc}"
+
+
+def read_timed_out(method: str, url: str) -> str:
+    return f"{method} {url}: no reply within the timeout; the handler may still be running"
+
+
+def connection_broke(method: str, url: str, reason: object) -> str:
+    return (
+        f"{method} {url}: the connection broke before the whole reply arrived ({reason}); "
+        "the handler may have run, so the request was not resent"
+    )
+
+
+def write_timed_out(url: str, timeout: float) -> str:
+    return (
+        f"PUT {url}: the server stopped reading the request for more than {timeout} s, so "
+        "the request was not sent completely and the handler never received it; is the "
+        "server overloaded or stuck? (a larger timeout= waits longer)"
+    )
+
+
+def send_broke(url: str, cause: object) -> str:
+    return (
+        f"PUT {url}: the connection broke while the request was being sent ({cause}); the "
+        "handler never received the whole request, and it was not resent"
+    )
+
+
+def reply_written_then_broke(url: str, written: int, error: object) -> str:
+    return (
+        f"PUT {url}: the connection broke after {written} bytes of the reply were written "
+        f"to out ({error}); the request was not resent"
+    )
+
+
+def pipe_not_replayed(url: str, error: object) -> str:
+    return (
+        f"PUT {url}: the connection broke ({error}) after part of the request body was read "
+        "from a stream that cannot seek back (e.g. a pipe); the request was not resent"
+    )
+
+
+def file_ended_early(url: str, done: int, size: int) -> str:
+    return (
+        f"the file sent to {url} ended after {done} of the {size} bytes it held when the "
+        "call began (did it shrink?); the request was cut short and its connection closed, "
+        "so the handler did not receive it"
+    )
+
+
+def text_file_message(resource: str) -> str:
+    return (
+        f"the file sent to {resource!r} is open in text mode; open it with 'rb' to send its bytes"
+    )
+
+
+OUT_AND_TYPE: Final = (
+    "give send() either type= (decode the reply) or out= (write its bytes), not both"
+)

@@ -22,8 +22,9 @@ never a guess. The grammar of a head line is `_protocol.parse_response_head`'s.
 
 from __future__ import annotations
 
+import collections
 import enum
-import re
+import sys
 from typing import Final
 
 from ._clientcommon import USER_AGENT
@@ -34,6 +35,7 @@ from ._protocol import (
     parse_content_length,
     parse_response_head,
 )
+from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry
 
 __all__ = [
@@ -54,12 +56,6 @@ _CHUNK_TAIL: Final = b"\r\n"
 _CHUNKED: Final = b"Transfer-Encoding: chunked\r\n\r\n"
 _CACHE_LIMIT: Final = 1024
 _HEAD_TOO_LARGE: Final = f"the reply head is larger than {MAX_HEADER_BYTES} bytes"
-_TRAILERS_TOO_LARGE: Final = f"the reply's trailer fields are larger than {MAX_HEADER_BYTES} bytes"
-_CHUNK_LINE_TOO_LONG: Final = (
-    f"a chunk-size line of the reply is longer than {MAX_HEADER_BYTES} bytes"
-)
-# RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF; BWS before a ";" as RFC 9112 7.1.1 allows.
-_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
 
 
 class _Event(enum.Enum):
@@ -183,15 +179,12 @@ class _In(enum.Enum):
     IDLE = 0  # no request started
     HEAD = 1  # reading a reply head (1xx ones included)
     LENGTH = 2  # a Content-Length body
-    CHUNK_LINE = 3
-    CHUNK_DATA = 4
-    CHUNK_END = 5  # the CR LF after a chunk's data
-    TRAILERS = 6
-    UNTIL_CLOSE = 7  # a body that ends when the connection does
-    DONE = 8
+    CHUNKED = 3  # a chunked body, decoded by _wire.ChunkedDecoder (the server's decoder)
+    UNTIL_CLOSE = 4  # a body that ends when the connection does
+    DONE = 5
 
 
-_BODY_STATES: Final = frozenset({_In.LENGTH, _In.CHUNK_DATA, _In.UNTIL_CLOSE})
+_BODY_STATES: Final = frozenset({_In.LENGTH, _In.CHUNKED, _In.UNTIL_CLOSE})
 
 
 class ClientConnection:
@@ -226,6 +219,8 @@ class ClientConnection:
         self._received = 0  # body bytes given out (for messages)
         self._got_bytes = False  # any byte of this reply arrived
         self._lines: list[bytes] = []
+        self._chunked: ChunkedDecoder | None = None
+        self._pieces: collections.deque[bytes] = collections.deque()  # decoded, not given out
         self._scan = 0  # where the search for the next LF resumes (>= _pos)
         self._head_bytes = 0
         self.leftover = False
@@ -346,17 +341,18 @@ class ClientConnection:
                 head = self._read_head()
                 if head is not None:
                     return head
-            elif state is _In.LENGTH or state is _In.CHUNK_DATA:
+            elif state is _In.LENGTH:
                 data = self._take(self._left)
                 if data is not None:
                     self._left -= len(data)
                     self._received += len(data)
                     if not self._left:
-                        if state is _In.LENGTH:
-                            self._done()
-                        else:
-                            self._in = _In.CHUNK_END
+                        self._done()
                     return Data(data)
+            elif state is _In.CHUNKED:
+                piece = self._next_piece()
+                if piece is not None:
+                    return Data(piece)
             elif state is _In.UNTIL_CLOSE:
                 data = self._take(-1)
                 if data is not None:
@@ -364,12 +360,6 @@ class ClientConnection:
                     return Data(data)
                 if self._eof:
                     self._done()
-            elif state is _In.CHUNK_LINE:
-                self._read_chunk_line()
-            elif state is _In.CHUNK_END:
-                self._read_chunk_end()
-            elif state is _In.TRAILERS:
-                self._read_trailers()
             else:
                 raise RuntimeError("no request was started on this connection")
             if self._in is state:  # no progress: more bytes needed
@@ -386,6 +376,25 @@ class ClientConnection:
             buffered = len(self._buf) - self._pos + len(self._direct or b"")
             return max(0, self._left - buffered)
         return None
+
+    def body_received(self, count: int) -> None:
+        """Count ``count`` bytes of a ``Content-Length`` body that the shell received
+        straight into a buffer of its own (sized by `body_bytes_left`, after every buffered
+        byte was taken as `Data`) instead of passing them to `receive_data`.
+
+        Raises:
+            RuntimeError: No such body is being received, bytes wait in the connection's
+                buffer, or ``count`` is more than the body has left.
+        """
+        buffered = self._direct is not None or self._pos < len(self._buf)
+        if self._in is not _In.LENGTH or buffered or not 0 <= count <= self._left:
+            raise RuntimeError("no Content-Length body is waiting for these bytes")
+        if count:
+            self._got_bytes = True
+            self._left -= count
+            self._received += count
+            if not self._left:
+                self._done()
 
     @property
     def reusable(self) -> bool:
@@ -510,7 +519,8 @@ class ClientConnection:
                     "this client reads only chunked bodies, so it cannot tell the body's end"
                 )
             length = None
-            self._in = _In.CHUNK_LINE
+            self._chunked = ChunkedDecoder(sys.maxsize)  # no limit: the caller asked for it
+            self._in = _In.CHUNKED
         elif framing is not None:
             length = parse_content_length(framing)
             if length is None:
@@ -527,44 +537,28 @@ class ClientConnection:
             self._done()
         return ReplyHead(status, headers, keep_alive, length)
 
-    def _read_chunk_line(self) -> None:
-        line = self._next_line(MAX_HEADER_BYTES, _CHUNK_LINE_TOO_LONG)
-        if line is None:
-            return
-        match = _CHUNK_LINE.fullmatch(line)
-        if match is None:
-            raise ReplyError(f"the chunked reply has an invalid chunk-size line {line[:20]!r}")
-        size = int(match[1], 16)
-        if size:
-            self._left = size
-            self._in = _In.CHUNK_DATA
-        else:
-            self._in = _In.TRAILERS
-
-    def _read_chunk_end(self) -> None:
-        if len(self._buf) - self._pos < 2:
-            return
-        if self._buf[self._pos : self._pos + 2] != b"\r\n":
-            raise ReplyError("a chunk of the reply is longer than its chunk-size says")
-        self._pos += 2
-        self._compact()
-        self._in = _In.CHUNK_LINE
-
-    def _read_trailers(self) -> None:
-        while True:
-            before = self._pos
-            line = self._next_line(MAX_HEADER_BYTES + 2 - self._head_bytes, _TRAILERS_TOO_LARGE)
-            if line is None:
-                return
-            self._head_bytes += self._pos - before
-            if not line:
-                self._head_bytes = 0
-                self._lines = []
+    def _next_piece(self) -> bytes | None:
+        """The next decoded piece of a chunked body, feeding the decoder what arrived;
+        ``None`` if more bytes are needed (or the body ended: the state is then DONE)."""
+        decoder = self._chunked
+        assert decoder is not None
+        while not self._pieces:
+            if decoder.done:
+                self._chunked = None
+                if decoder.leftover:
+                    self.leftover = True
                 self._done()
-                return
-            self._lines.append(line)  # trailer fields: counted, then dropped
-            if len(self._lines) > MAX_HEADERS:
-                raise ReplyError(f"the reply has more than {MAX_HEADERS} trailer fields")
+                return None
+            data = self._take(-1)
+            if data is None:
+                return None
+            try:
+                self._pieces.extend(piece for piece in decoder.feed(bytes(data)) if piece)
+            except HTTPError as exc:
+                raise ReplyError(f"the chunked reply is malformed: {exc.detail}") from None
+        piece = self._pieces.popleft()
+        self._received += len(piece)
+        return piece
 
     def _done(self) -> None:
         """The reply ended: anything received beyond it is a leftover."""

@@ -8,7 +8,8 @@
     ├── TransportError                   the exchange itself failed
     │   ├── ConnectError                 could not connect (refused, unreachable, DNS)
     │   │   └── ConnectTimeout           connecting took longer than ``connect_timeout``
-    │   ├── ReadTimeout                  no reply within ``timeout``
+    │   ├── ReadTimeout                  no reply within ``timeout``; the handler may have run
+    │   ├── WriteTimeout                 the server stopped reading the request: it never ran
     │   └── ConnectionLost               the connection broke while the request or reply travelled
     └── ServerError                      the server answered with an error status
         ├── BadRequest                   400
@@ -50,6 +51,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WriteTimeout",
     "error_class_for_status",
 ]
 
@@ -101,6 +103,15 @@ class ReadTimeout(TransportError):
     """The server did not reply within ``timeout``; the handler may have run."""
 
 
+class WriteTimeout(TransportError):
+    """The server stopped reading the request body for longer than ``timeout``.
+
+    The request was not sent completely, so the handler never received it (a dataserve
+    server calls the handler only with the whole body). Not resent automatically: a server
+    that stopped reading once (overloaded, or stuck) is likely to stop again.
+    """
+
+
 class ConnectionLost(TransportError):
     """The connection broke after the request was sent and before the whole reply arrived.
 
@@ -144,7 +155,13 @@ class Unauthorized(ServerError):
 
 
 class ResourceNotFound(ServerError):
-    """404: the handler returned ``None`` for the resource."""
+    """404: the handler returned ``None`` for the resource.
+
+    Either the handler does not handle that resource, or ``None`` was its answer: for
+    `handle_request` and routes whose return annotation does not admit ``None``, ``None``
+    means "not handled". A route annotated ``-> X | None`` answers ``null`` instead, and
+    `send` returns ``None``. The message carries the server's explanation (``.detail``).
+    """
 
     status_code = 404
 

@@ -8,6 +8,7 @@ socket: backends read bytes, hand them here, and write what comes back.
 from __future__ import annotations
 
 import hmac
+import io
 import logging
 import re
 import traceback
@@ -18,12 +19,25 @@ from urllib.parse import unquote
 import msgspec
 
 from ._errors import DecodeError, EncodeError, RemoteError, error_class_for_status
-from ._handler import HTTPDataHandler, resolve_routes
-from .codecs._base import Codec
+from ._handler import HTTPDataHandler, ResolvedRoute, resolve_routes
+from ._stream import (
+    BodyCutShort,
+    BodyRejected,
+    BodyTimeout,
+    BodyTooLarge,
+    FileBody,
+    RequestBody,
+    is_binary_file,
+    is_text_file,
+    stream_size,
+)
+from .codecs._base import BytesCodec, Codec
 from .codecs._registry import CodecRegistry
 
 __all__ = [
+    "CHUNK_TAIL",
     "DEFAULT_MAX_BODY_SIZE",
+    "LAST_CHUNK",
     "MAX_ACCEPT_ITEMS",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
@@ -35,7 +49,9 @@ __all__ = [
     "Request",
     "RequestHead",
     "ServerCore",
+    "asks_to_close",
     "check_token",
+    "chunk_head",
     "codec_for_content_type",
     "parse_accept",
     "parse_content_length",
@@ -63,7 +79,9 @@ STATUS_PHRASES: Final[dict[int, str]] = {
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
     503: "Service Unavailable",
+    504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -92,6 +110,23 @@ _VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
 _VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
 _PROBLEM_ENCODER: Final = msgspec.json.Encoder()
+
+
+# -- chunked framing (RFC 9112 section 7.1), encoding side ----------------------------------
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+"""The last chunk of a chunked body, with an empty trailer section."""
+CHUNK_TAIL: Final = b"\r\n"
+"""What follows each chunk's data."""
+
+
+def chunk_head(size: int) -> bytes:
+    """The chunk-size line that opens a chunk of ``size`` bytes (> 0) in a chunked body.
+
+    A chunk on the wire is ``chunk_head(len(data))``, the data, `CHUNK_TAIL`; the body ends
+    with `LAST_CHUNK`. The data itself is sent from the caller's buffer, never concatenated.
+    """
+    return b"%x\r\n" % size
 
 
 class HTTPError(Exception):
@@ -170,12 +205,14 @@ class Request:
 
     __slots__ = (
         "accept",
+        "chunked",
         "codec",
         "content_length",
         "expect_continue",
         "keep_alive",
         "params",
         "resource",
+        "stream",
     )
 
     def __init__(
@@ -187,14 +224,60 @@ class Request:
         accept: tuple[str, ...],
         keep_alive: bool,
         expect_continue: bool = False,
+        chunked: bool = False,
+        stream: bool = False,
     ) -> None:
+        self.stream = stream  # a route reads the body as a stream: the shell must not read it
         self.expect_continue = expect_continue  # send "100 Continue" before reading the body
+        self.chunked = chunked  # the body is chunked (content_length is then 0): decode it
         self.resource = resource
         self.content_length = content_length
         self.codec = codec  # None for HEAD
         self.params = params
         self.accept = accept
         self.keep_alive = keep_alive
+
+
+_TRANSFER_CODING: Final = re.compile(
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*[^\x00-\x1f\x7f,;]+)*"
+)
+
+
+def _check_transfer_coding(value: str, version: tuple[int, int]) -> None:
+    """Accept a request's ``Transfer-Encoding`` only if it is exactly ``chunked``.
+
+    Raises:
+        HTTPError: 400 when the final coding is not ``chunked`` (the body's end cannot be
+            known, RFC 9112 6.3), when ``chunked`` is applied twice, for a malformed list, or
+            in an HTTP/1.0 request (RFC 9112 6.1: faulty framing); 501 when ``chunked``
+            follows a coding the server does not apply, such as ``gzip, chunked``. All close
+            the connection.
+    """
+    if version < (1, 1):
+        raise HTTPError(
+            400, "Transfer-Encoding in an HTTP/1.0 request; send a Content-Length", close=True
+        )
+    codings = [item.strip(" \t") for item in value.split(",")]
+    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty items ignored
+    if not codings or codings[-1].lower() != "chunked":
+        raise HTTPError(
+            400,
+            f"Transfer-Encoding {value[:80]!r} does not end in chunked, so the body's end "
+            "cannot be known; send it chunked or with a Content-Length",
+            close=True,
+        )
+    applied = codings[:-1]
+    if not applied:
+        return
+    if any(c.lower() == "chunked" or not _TRANSFER_CODING.fullmatch(c) for c in applied):
+        raise HTTPError(400, f"malformed Transfer-Encoding {value[:80]!r}", close=True)
+    raise HTTPError(
+        501,
+        f"Transfer-Encoding {value[:80]!r}: this server applies no coding but chunked; "
+        "send the body unencoded (chunked or with a Content-Length)",
+        close=True,
+    )
 
 
 _TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
@@ -212,6 +295,23 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
+
+
+def asks_to_close(connection: str | None) -> bool:
+    """Whether a ``Connection`` header holds the token ``close`` (RFC 9110 7.6.1).
+
+    Args:
+        connection: The header's value as received, or ``None`` when absent.
+    Returns:
+        ``True`` for ``"close"`` or ``"Keep-Alive, Close"``; ``False`` for ``None``, ``""``
+        or a token that merely contains the word (``"x-close-later"``).
+    """
+    if not connection:
+        return False
+    value = connection.lower()
+    if value == "close":  # the usual case, settled without splitting
+        return True
+    return "close" in value and any(token.strip() == "close" for token in value.split(","))
 
 
 def parse_content_length(value: str) -> int | None:
@@ -409,6 +509,29 @@ def error_reply(error: HTTPError) -> Reply:
     )
 
 
+def _none_detail(resource: str, route: ResolvedRoute | None) -> str:
+    """The 404 detail for a handler that returned ``None``: true in both of its meanings."""
+    if route is None:
+        return (
+            f"the handler returned None for {resource!r}: either it does not handle that "
+            "resource, or None was its answer, which handle_request cannot send (to answer "
+            "null, declare a @route whose return annotation admits None, e.g. '-> int | None')"
+        )
+    annotation = route.return_type
+    if annotation is None:
+        shown = "it has no return annotation"
+        suggestion = "'-> X | None'"
+    else:
+        name = annotation.__qualname__ if isinstance(annotation, type) else repr(annotation)
+        name = name.replace("typing.", "")
+        shown = f"its return annotation {name} does not admit None"
+        suggestion = f"'-> {name} | None'"
+    return (
+        f"the route for {resource!r} returned None, which means not handled ({shown}); "
+        f"annotate it {suggestion} to answer null instead"
+    )
+
+
 def _resource_of(target: str) -> str:
     if target[0] != "/":
         # absolute-form (RFC 9112 3.2.2): keep only the path.
@@ -439,7 +562,8 @@ class ServerCore:
         handler: The handler instance.
         registry: The codecs the server decodes (an allow-list) and encodes with.
         auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
-        max_body_size: Largest ``Content-Length`` accepted, in bytes.
+        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here,
+            a chunked body's total by the shell's `ChunkedDecoder` built with it.
         expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
     """
 
@@ -459,6 +583,7 @@ class ServerCore:
         self.max_body_size = max_body_size
         self.expose_tracebacks = expose_tracebacks
         self._routes = resolve_routes(handler)
+        self._streamed = frozenset(r for r, route in self._routes.items() if route.stream)
         self._catch_all: Callable[[str, Any], object] = handler.handle_request
         self._ok_headers: dict[str, tuple[tuple[str, str], ...]] = {}
 
@@ -470,15 +595,17 @@ class ServerCore:
         Returns:
             The request, with the codec that will decode its body (``None`` for HEAD).
         Raises:
-            HTTPError: 401, 405, 411, 413, 415, or 400 for ambiguous framing.
+            HTTPError: 401, 405, 411, 413, 415, 501 for a transfer coding other than
+                chunked, or 400 for ambiguous framing.
         """
         headers = head.headers
-        connection = headers.get("connection", "").lower()
         # HTTP/1.0 clients are served and their connection closed.
-        keep_alive = head.version == (1, 1) and "close" not in connection
+        keep_alive = head.version == (1, 1) and not asks_to_close(headers.get("connection"))
         method = head.method
         framing = headers.get("content-length")
-        if "transfer-encoding" in headers:
+        coding = headers.get("transfer-encoding")
+        chunked = False
+        if coding is not None:
             if framing is not None:
                 raise HTTPError(
                     400,
@@ -486,22 +613,19 @@ class ServerCore:
                     "refused to prevent request smuggling",
                     close=True,
                 )
-            raise HTTPError(
-                411,
-                "Transfer-Encoding (chunked bodies) is not supported; "
-                "send the body with a Content-Length",
-                close=True,
-            )
+            _check_transfer_coding(coding, head.version)
+            chunked = True
         length = -1 if framing is None else parse_content_length(framing)
         if length is None:
             raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
-            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0)
+            # A HEAD's body is never read: the connection closes after the reply (drained).
+            return Request(head.target, 0, None, {}, (), keep_alive and length <= 0 and not chunked)
         if method != "PUT":
             raise HTTPError(
                 405,
                 f"method {method} is not allowed; dataserve calls use PUT (and HEAD for liveness)",
-                close=length > 0 or not keep_alive,
+                close=length > 0 or chunked or not keep_alive,
                 headers=(("Allow", "PUT, HEAD"),),
             )
         resource = _resource_of(head.target)
@@ -514,8 +638,12 @@ class ServerCore:
                     close=True,
                     headers=(("WWW-Authenticate", 'Bearer realm="dataserve"'),),
                 )
-        if length < 0:
-            raise HTTPError(411, "a PUT needs a Content-Length header", close=True)
+        if length < 0 and not chunked:
+            raise HTTPError(
+                411,
+                "a PUT needs a Content-Length or a chunked body (Transfer-Encoding: chunked)",
+                close=True,
+            )
         if length > self.max_body_size:
             raise HTTPError(
                 413,
@@ -525,6 +653,9 @@ class ServerCore:
         codec, media_type, params = codec_for_content_type(
             self.registry, headers.get("content-type")
         )
+        stream = resource in self._streamed  # a BinaryIO route takes any Content-Type
+        if codec is None and stream:
+            codec = _STREAM_CODEC
         if codec is None:
             accepted = ", ".join(self.registry.media_types)
             raise HTTPError(
@@ -538,12 +669,14 @@ class ServerCore:
         accept = headers.get("accept")
         return Request(
             resource,
-            length,
+            length if length >= 0 else 0,  # 0 for a chunked body
             codec,
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
             keep_alive,
             expect is not None and head.version == (1, 1),
+            chunked,
+            stream,
         )
 
     # -- body ------------------------------------------------------------------------------
@@ -563,6 +696,8 @@ class ServerCore:
             reply = error_reply(
                 HTTPError(500, f"the server failed to answer: {name}", extra={"exception": name})
             )
+        if body.__class__ is RequestBody and body.error is not None:
+            reply = _stream_failed(request, body, reply)
         if not request.keep_alive:
             reply.close = True  # HTTP/1.0 or "Connection: close": whatever the reply
         return reply
@@ -581,32 +716,41 @@ class ServerCore:
             except Exception as exc:
                 return self._handler_failed(resource, exc)
         else:
-            payload = self._decode(codec, body, request.params, route.payload_type)
+            payload = (
+                _as_stream(body)
+                if route.stream
+                else self._decode(codec, body, request.params, route.payload_type)
+            )
             try:
                 result = route.method(payload)
             except Exception as exc:
+                if route.stream and exc is getattr(payload, "error", None):
+                    return Reply(500, (), b"")  # the body failed: handle() answers that
                 return self._handler_failed(resource, exc)
             if route.return_type is not None and result is not None:
                 try:
                     result = msgspec.convert(result, route.return_type)
                 except (msgspec.ValidationError, TypeError) as exc:
+                    _close_if_file(result)
                     raise HTTPError(
                         500,
                         f"the route for {resource!r} returned a value that "
                         f"does not fit its return annotation: {exc}",
                         extra={"exception": "ValidationError"},
                     ) from None
-        if result is None:
-            raise HTTPError(404, f"the handler returned None for {resource!r}")
+        if result is None and (route is None or not route.none_is_value):
+            raise HTTPError(404, _none_detail(resource, route))
+        if is_binary_file(result):
+            return _file_reply(result, resource)
         try:
-            out_codec, data = self.registry.encode_for(result, request.accept, resource)
+            out_codec, data = self.registry.encode_for(result, request.accept)
             content_type = self.registry.content_type(out_codec, result)
         except EncodeError as exc:
             name = result.__class__.__name__
             raise HTTPError(
                 500,
-                f"the handler returned a value of type {name!r} for "
-                f"{resource!r}, which no codec on the server encodes",
+                f"the handler returned a value of type {name!r} for {resource!r} "
+                f"that the server could not encode: {exc}",
                 extra={"exception": "EncodeError"},
             ) from exc
         headers = self._ok_headers.get(content_type)
@@ -636,6 +780,79 @@ class ServerCore:
         return error_reply(HTTPError(500, f"{name}: {message}", extra=extra))
 
 
+_STREAM_CODEC: Final = BytesCodec()
+_FILE_HEADERS: Final = (("Content-Type", OCTET_STREAM),)
+
+
+def _as_stream(body: Any) -> Any:
+    """The body for a route annotated ``BinaryIO``: the shell's stream, or (from a shell that
+    read the body whole) a stream over the bytes."""
+    return body if body.__class__ is RequestBody else io.BytesIO(body)
+
+
+def _file_reply(result: Any, resource: str) -> Reply:
+    """The reply for a binary file object a handler returned: streamed by the shell, which
+    closes the file once the reply is sent or has failed."""
+    if result.__class__ is RequestBody:
+        raise HTTPError(
+            500,
+            f"the handler for {resource!r} returned its request body stream; read it and "
+            "return the data, a file or a memoryview",
+            extra={"exception": "TypeError"},
+        )
+    if is_text_file(result):
+        _close_if_file(result)
+        raise HTTPError(
+            500,
+            f"the handler for {resource!r} returned a file opened in text mode; "
+            "open it with 'rb' to stream it",
+            extra={"exception": "TypeError"},
+        )
+    try:
+        size = stream_size(result)
+    except Exception:
+        _close_if_file(result)
+        raise
+    return Reply(200, _FILE_HEADERS, FileBody(result, size, resource))
+
+
+def _close_if_file(value: object) -> None:
+    if is_binary_file(value):
+        FileBody(value, None, "").close()
+
+
+def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
+    """The reply when a streamed request body could not be read, whatever the route did."""
+    if reply.body.__class__ is FileBody:
+        reply.body.close()
+    error = body.error
+    resource = request.resource
+    if isinstance(error, BodyTimeout):
+        failure = HTTPError(
+            408,
+            f"no byte of the request body for {resource!r} arrived within the server's "
+            "request_timeout",
+            close=True,
+        )
+    elif isinstance(error, BodyTooLarge):
+        failure = HTTPError(
+            413,
+            f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
+            close=True,
+        )
+    elif isinstance(error, BodyRejected):
+        failure = HTTPError(error.status, error.detail, close=True)
+    elif isinstance(error, BodyCutShort):
+        failure = HTTPError(
+            400, f"the request body for {resource!r} was cut short: {error}", close=True
+        )
+    else:
+        failure = HTTPError(
+            400, f"the request body for {resource!r} could not be read: {error}", close=True
+        )
+    return error_reply(failure)
+
+
 # -- client side -----------------------------------------------------------------------------
 
 
@@ -646,12 +863,14 @@ def raise_for_reply(
     detail = ""
     exception_type = ""
     remote_traceback = ""
+    is_problem = False
     if content_type is not None and parse_media_type(content_type)[0] == PROBLEM_MEDIA_TYPE:
         try:
             problem = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
             problem = None
         if isinstance(problem, dict):
+            is_problem = True
             detail = str(problem.get("detail", ""))
             exception_type = str(problem.get("exception", ""))
             remote_traceback = str(problem.get("traceback", ""))
@@ -661,8 +880,10 @@ def raise_for_reply(
     message = f"{method} {url} answered {status} {phrase}".rstrip()
     if detail:
         message += f": {detail}"
-    if status == 404:
-        message += "; check the resource name"
+    if status == 404 and not (is_problem and detail):
+        # A dataserve server's detail says why (the handler returned None); anything else
+        # (a proxy, another program on that port) gets the generic hint.
+        message += "; check the resource name and the server's URL"
     cls = error_class_for_status(status)
     if cls is RemoteError:
         raise RemoteError(message, status, detail, url, exception_type, remote_traceback)

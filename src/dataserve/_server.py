@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -22,13 +24,15 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, Final, Self, TypedDict, Unpack, cast
+from typing import Any, ClassVar, Final, Self, TypedDict, Unpack, cast
 
 from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
-from ._io import send_message
+from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
+    CHUNK_TAIL,
     DEFAULT_MAX_BODY_SIZE,
+    LAST_CHUNK,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -37,14 +41,41 @@ from ._protocol import (
     Reply,
     Request,
     ServerCore,
+    _resource_of,
+    chunk_head,
     error_reply,
     parse_request_head,
 )
+from ._stream import (
+    DRAIN_LIMIT,
+    BodyCutShort,
+    BodyRejected,
+    BodyTimeout,
+    BodyTooLarge,
+    FileBody,
+    FileChunks,
+    FileEndedEarly,
+    Read1Source,
+    RequestBody,
+    kernel_offset,
+    read_whole,
+    send_file_region,
+)
+from ._wire import ChunkedDecoder
 from .codecs._registry import CodecRegistry, default_registry
 
-__all__ = ["HTTPDataServer", "run_http_server"]
+__all__ = [
+    "HTTPDataServer",
+    "ImportGuard",
+    "ServerStartedOnImport",
+    "check_listen_port",
+    "listen_error",
+    "run_http_server",
+]
 
 _log: Final = logging.getLogger("dataserve")
+ACCESS_LOGGER: Final = "dataserve.access"
+"""The logger an ``access_log=True`` server writes one INFO line per request to."""
 
 LISTEN_BACKLOG: Final = 1024
 """Listen queue length: a burst of new connections waits instead of costing a 1 s SYN retry."""
@@ -84,6 +115,13 @@ _prefixes: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
 
 def _head(reply: Reply, length: int) -> bytes:
     """The reply head: status line and headers, with framing, ending in the blank line."""
+    prefix = _head_prefix(reply)
+    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+
+
+def _head_prefix(reply: Reply) -> bytes:
+    """The status line and the reply's own headers (framing excluded), cached."""
     key = (reply.status, reply.headers)
     prefix = _prefixes.get(key)
     if prefix is None:
@@ -93,14 +131,72 @@ def _head(reply: Reply, length: int) -> bytes:
         if len(_prefixes) >= 256:
             _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
         _prefixes[key] = prefix
-    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
-    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
+    return prefix
 
 
 def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
     body = reply.body
-    length = body.nbytes if isinstance(body, memoryview) else len(body)
+    if body.__class__ is FileBody:
+        _send_file(sock, reply, body, head_only)
+        return
+    length = _body_length(body)
     send_message(sock, _head(reply, length), body, 0 if head_only else length)
+
+
+def _send_file(sock: socket.socket, reply: Reply, body: FileBody, head_only: bool) -> None:
+    """Stream a file a handler returned, then close it (also when the client went away).
+
+    With a known size, it goes out with its ``Content-Length``: from the kernel
+    (``sendfile``, zero-copy) for a regular file on a plain TCP socket, otherwise in chunks
+    read into one reused buffer (TLS, ``BytesIO``, ...). A small one goes out in one write with
+    the head. A file of unknown size (a pipe) goes out chunked, or delimited by closing the
+    connection when the reply closes it anyway (so an HTTP/1.0 peer can read it).
+    """
+    try:
+        size = body.size
+        if head_only:
+            sock.sendall(_head(reply, size or 0))
+        elif size is None:
+            framing = b"" if reply.close else b"Transfer-Encoding: chunked\r\n"
+            end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
+            sock.sendall(_head_prefix(reply) + framing + _http_date(time.time()) + end)
+            chunks = FileChunks(body.file, None)
+            while chunk := chunks.next():
+                if reply.close:
+                    sock.sendall(chunk)
+                else:
+                    sock.sendall(chunk_head(len(chunk)))
+                    sock.sendall(chunk)
+                    sock.sendall(CHUNK_TAIL)
+            if not reply.close:
+                sock.sendall(LAST_CHUNK)
+        elif size <= ONE_WRITE_LIMIT:
+            data = read_whole(body.file, size)
+            send_message(sock, _head(reply, size), data, size)
+        else:
+            offset = kernel_offset(body.file) if sock.__class__ is socket.socket else None
+            sock.sendall(_head(reply, size))
+            if offset is not None:
+                send_file_region(sock, body.file, offset, size)
+            else:
+                chunks = FileChunks(body.file, size)
+                while chunk := chunks.next():
+                    sock.sendall(chunk)
+    except (FileEndedEarly, TypeError) as exc:
+        reason = (
+            f"it ended after {exc.done} of its {exc.size} bytes (it shrank while being sent)"
+            if isinstance(exc, FileEndedEarly)
+            else str(exc)
+        )
+        _log.error(
+            "dataserve: the file returned for %r could not be sent whole: %s; "
+            "the connection was closed",
+            body.resource,
+            reason,
+        )
+        raise ConnectionAbortedError("the reply's file could not be sent") from None
+    finally:
+        body.close()
 
 
 class ServerOptions(TypedDict, total=False):
@@ -117,14 +213,33 @@ class ServerOptions(TypedDict, total=False):
     idle_timeout: float
     unix_socket: str | os.PathLike[str] | None
     unix_socket_mode: int
+    access_log: bool
 
 
 class _Connection:
-    __slots__ = ("busy", "deadline", "is_head", "linger", "sock", "thread", "timed_out")
+    __slots__ = (
+        "busy",
+        "deadline",
+        "evicted",
+        "idle_since",
+        "is_head",
+        "line",
+        "linger",
+        "peer",
+        "sock",
+        "successor",
+        "thread",
+        "timed_out",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_since: int, peer: object = None) -> None:
         self.sock = sock
+        self.peer = peer  # the client's address, as accept() gave it
+        self.line = b""  # the request line of a request refused in its head (access log)
         self.busy = False  # between the first byte of a request and the end of its reply
+        self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
+        self.evicted = False  # closed to make room (under the server's lock): serve no more
+        self.successor: _Connection | None = None  # served next by this one's thread
         self.deadline: float | None = None  # while a request is arriving
         self.timed_out = False  # set by the reaper, which then cuts the read side
         self.linger = False  # answered before its body was read: drain before closing
@@ -263,10 +378,17 @@ class HTTPDataServer:
         auth_token: Require ``Authorization: Bearer <token>`` on every call (compared in
             constant time; ``HEAD`` liveness probes need none).
         ssl_context: Serve HTTPS with this server-side `ssl.SSLContext`.
-        max_body_size: Largest request body, in bytes (413 beyond, before reading it).
+        max_body_size: Largest request body, in bytes (413 beyond: before reading a body
+            with a ``Content-Length``, on the chunk that passes it for a chunked one).
         request_timeout: Seconds a request may take to arrive, from its first byte to the
-            last, however slowly it trickles (408 after).
-        max_connections: Most connections served at once, each by one thread (503 beyond).
+            last, however slowly it trickles (408 after). For a body a ``BinaryIO`` route
+            reads as a stream, it bounds each stall instead (no byte for that long), not the
+            whole transfer.
+        max_connections: Most connections open at once, each served by one thread. A new
+            connection beyond it closes the connection that has waited longest for a request
+            (idle between requests, or never sent a byte; its client reconnects on its next
+            call without an error) and takes its place; only when every connection is inside
+            a request is the new one answered 503.
         shutdown_timeout: Seconds `shutdown` waits for in-flight requests.
         expose_tracebacks: Put handler tracebacks in 500 replies. For debugging only: a
             traceback reveals code and data to every client.
@@ -279,6 +401,14 @@ class HTTPDataServer:
             ``http+unix://`` URL, and ``.port`` is ``0``.
         unix_socket_mode: Permission bits of the socket file. ``0o600`` (the default) lets
             only this user connect; ``0o660`` adds the file's group.
+        access_log: Log one line per reply to the ``dataserve.access`` logger, at INFO:
+            client address, method, resource, status, body bytes in and out, and duration
+            in ms (also as the record's attributes ``client``, ``method``, ``resource``,
+            ``status``, ``bytes_in``, ``bytes_out``, ``duration_ms``). Never a header, a
+            token, a query string or a payload. Off by default, and then free. The lines
+            show once logging is configured (e.g. ``logging.basicConfig(level=logging.INFO)``;
+            ``dataserve serve --access-log`` writes them to stderr). `make_app` has no such
+            option: under gunicorn, use gunicorn's own ``--access-logfile``.
 
     Raises:
         OSError: The port or the socket path is in use (or not usable).
@@ -302,6 +432,7 @@ class HTTPDataServer:
         idle_timeout: float = 60.0,
         unix_socket: str | os.PathLike[str] | None = None,
         unix_socket_mode: int = _unix.DEFAULT_MODE,
+        access_log: bool = False,
     ) -> None:
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
@@ -335,13 +466,18 @@ class HTTPDataServer:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
+        self._access_log = logging.getLogger(ACCESS_LOGGER) if access_log else None
         self._ssl_context = ssl_context
         self._socket_identity: tuple[int, int] | None = None  # the socket file we created
         if self.unix_socket is None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self._listener = socket.create_server(
-                (host, port), family=family, backlog=LISTEN_BACKLOG
-            )
+            check_listen_port(port)
+            try:
+                self._listener = socket.create_server(
+                    (host, port), family=family, backlog=LISTEN_BACKLOG
+                )
+            except OSError as exc:
+                raise listen_error(exc, host, port) from exc
             port = self._listener.getsockname()[1]
         else:
             self._listener, self._socket_identity = _unix.listen_unix(
@@ -354,6 +490,7 @@ class HTTPDataServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
+        self._ticks = itertools.count()  # orders connections by when they began to wait
         self._closing = threading.Event()
         self._serving = threading.Event()
         self._stopped = threading.Event()
@@ -530,19 +667,38 @@ class HTTPDataServer:
 
     def _accept(self) -> None:
         try:
-            sock, _ = self._listener.accept()
+            sock, peer = self._listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 _log.error("dataserve: cannot accept a connection: %s", exc)
                 time.sleep(0.1)  # out of descriptors: do not spin while the backlog waits
             return
+        victim = None
         with self._lock:
+            conn = _Connection(sock, next(self._ticks), peer)
             full = len(self._connections) >= self.max_connections
-            if not full:
-                conn = _Connection(sock)
+            if full:
+                victim = self._longest_idle()
+            if victim is not None:
+                # Make room: the victim's thread closes it, then serves the new connection,
+                # so the server never runs more than max_connections connection threads.
+                victim.evicted = True
+                victim.successor = conn
+                conn.thread = victim.thread
+                self._connections.discard(victim)
+                victim_sock = victim.sock  # read under the lock: TLS swaps it (_serve_socket)
+            if not full or victim is not None:
                 self._connections.add(conn)
+        if victim is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Both sides at once: the client sees the close (FIN) before its next call and
+            # reconnects; the victim's thread, waiting for a request, wakes and closes it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(victim_sock, socket.SHUT_RDWR)
+            return
         if full:
-            self._refuse(sock, _AT_LIMIT_FMT.format(self.max_connections))
+            self._refuse(conn, _AT_LIMIT_FMT.format(self.max_connections))
             return
         thread = threading.Thread(
             target=self._serve_connection, args=(conn,), daemon=True, name="dataserve-conn"
@@ -557,24 +713,104 @@ class HTTPDataServer:
                 self._connections.discard(conn)
             conn.thread = None
             _log.error("dataserve: cannot serve a new connection: %s", exc)
-            self._refuse(sock, "the server cannot serve another connection now; try again later")
+            self._refuse(conn, "the server cannot serve another connection now; try again later")
 
-    def _refuse(self, sock: socket.socket, detail: str) -> None:
+    def _longest_idle(self) -> _Connection | None:
+        """The connection that has waited longest for a request (between requests, or never
+        sent a byte), or ``None`` when every connection is inside a request. Under the lock."""
+        waiting = {conn.sock.fileno(): conn for conn in self._connections if not conn.busy}
+        waiting.pop(-1, None)  # a TLS socket being swapped (_serve_socket): not this one
+        for fd in _readable(list(waiting)):
+            del waiting[fd]  # input waits: a request (or a close) begins, its thread wakes
+        return min(waiting.values(), key=_idle_since, default=None)
+
+    def _refuse(self, conn: _Connection, detail: str) -> None:
         """Answer 503 to a connection we will not serve, without blocking the accept loop."""
+        started = time.perf_counter()
+        sock = conn.sock
+        reply = error_reply(HTTPError(503, detail, close=True))
         try:
             sock.settimeout(0.5)
-            _send(sock, error_reply(HTTPError(503, detail, close=True)))
+            _send(sock, reply)
         except OSError:
             _close(sock)
             return
         self._lingerer.add(sock)
+        if self._access_log is not None:
+            self._log_access(conn, None, 503, 0, len(reply.body), started)
+
+    def _log_access(
+        self,
+        conn: _Connection,
+        request: Request | None,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        started: float,
+    ) -> None:
+        """One line for one reply; the request's head as parsed, or as refused (conn.line)."""
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        method, resource = "-", None
+        if request is not None:
+            method = "HEAD" if request.codec is None else "PUT"
+            resource = request.resource if request.codec is not None else _path(request.resource)
+        elif conn.line:
+            with contextlib.suppress(HTTPError):  # the line alone: a stand-in for its headers
+                head = parse_request_head(conn.line.rstrip(b"\r\n"), [b"Host: -"])
+                method, resource = head.method, _path(head.target)
+        conn.line = b""
+        peer = conn.peer
+        if isinstance(peer, tuple):
+            client = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        else:
+            client = str(peer or "-")  # e.g. a Unix socket's (unnamed) peer
+        cast(logging.Logger, self._access_log).info(
+            "%s %s %s %d in=%d out=%d %.2fms",
+            client,
+            method,
+            "-" if resource is None else repr(resource),  # repr: a CR or LF stays escaped
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            extra={
+                "client": client,
+                "method": method,
+                "resource": resource,
+                "status": status,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "duration_ms": duration_ms,
+            },
+        )
 
     def _serve_connection(self, conn: _Connection) -> None:
+        current: _Connection | None = conn
+        while current is not None:
+            self._serve_socket(current)
+            with self._lock:  # after this, _accept can no longer hand this thread a successor
+                self._connections.discard(current)
+                successor = current.successor
+            if current.linger:
+                self._lingerer.add(current.sock)
+            else:
+                _close(current.sock)
+            current = successor
+
+    def _serve_socket(self, conn: _Connection) -> None:
         sock = conn.sock
         try:
             if self._ssl_context is not None:
                 sock.settimeout(self.request_timeout)
-                sock = conn.sock = self._ssl_context.wrap_socket(sock, server_side=True)
+                sock = self._ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+                with self._lock:  # an eviction cuts conn.sock: the old one is detached now
+                    conn.sock = sock
+                    evicted = conn.evicted
+                if evicted:
+                    return
+                sock.do_handshake()
             with cast(io.BufferedReader, sock.makefile("rb", _READ_BUFFER)) as rfile:
                 while self._serve_one(conn, sock, rfile):
                     pass
@@ -582,13 +818,6 @@ class HTTPDataServer:
             pass  # the peer went away or the socket was cut by shutdown()
         except Exception:  # pragma: no cover - a bug in dataserve itself
             _log.exception("dataserve: unexpected error serving a connection")
-        finally:
-            with self._lock:
-                self._connections.discard(conn)
-            if conn.linger:
-                self._lingerer.add(sock)
-            else:
-                _close(sock)
 
     def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
         """Serve one request; return whether the connection stays open."""
@@ -600,47 +829,104 @@ class HTTPDataServer:
             return False  # idle keep-alive connection: close quietly
         # From the first byte on, the whole request must arrive by the deadline, however
         # slowly it trickles: the reaper thread cuts the read side once it has passed.
-        with self._lock:  # shutdown() cuts the connections that are not busy, under this lock
+        with self._lock:  # shutdown() and evictions take connections that are not busy
+            if conn.evicted:
+                return False  # closed to make room an instant ago: the peer will reconnect
             closing = self._closing.is_set()
             conn.busy = True
+        access = self._access_log  # None unless access_log=True
+        started = 0.0 if access is None else time.perf_counter()
         conn.deadline = time.monotonic() + self.request_timeout
         conn.is_head = rfile.peek(5).startswith(b"HEAD ")
+        request: Request | None = None
         try:
             sock.settimeout(self.request_timeout)
             try:
                 if not closing:
                     request = self._read_head(conn, rfile)
-                if closing or self._closing.is_set():
+                if request is None or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
                 length = request.content_length
-                if request.expect_continue and length:
+                if request.expect_continue and (length or request.chunked):
                     sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = rfile.read(length) if length else b""
-                if len(body) < length:
+                if request.stream:  # a BinaryIO route reads the body itself, as it arrives
+                    return self._serve_streamed(conn, sock, rfile, request)
+                if request.chunked:
+                    body = _read_chunked(rfile, self._core.max_body_size)
+                else:
+                    body = rfile.read(length) if length else b""
+                if body is None or len(body) < length:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
                 with self._lock:  # the reaper marks timed_out under it: final from here on
                     conn.deadline = None
-            except HTTPError as error:
-                _send(sock, error_reply(error), head_only=conn.is_head)
+            except (HTTPError, TimeoutError) as exc:
+                error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
+                reply = error_reply(error)
+                _send(sock, reply, head_only=conn.is_head)
+                if access is not None:
+                    out = 0 if conn.is_head else len(reply.body)
+                    self._log_access(conn, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
-                conn.linger = error.close
+                conn.linger = error.close and error is not _TIMEOUT_ERROR
                 return not error.close
-            except TimeoutError:
-                _send(sock, error_reply(_TIMEOUT_ERROR), head_only=conn.is_head)
-                return False
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
             _send(sock, reply, head_only=request.codec is None)
+            if access is not None:
+                out = 0 if request.codec is None else _body_length(reply.body)
+                self._log_access(conn, request, reply.status, length, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
             conn.linger = reply.close and request.codec is None
             return not reply.close
         finally:
+            conn.idle_since = next(self._ticks)  # before busy is cleared: never a stale tick
             conn.busy = False
             conn.deadline = None
+
+    def _serve_streamed(
+        self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader, request: Request
+    ) -> bool:
+        """Serve a request whose route reads its body as a stream; return whether the
+        connection stays open.
+
+        From here on ``request_timeout`` bounds each wait for body bytes (a stall), not the
+        whole body: a large upload that keeps moving is never cut. What the route leaves
+        unread is drained (up to `DRAIN_LIMIT`) to keep the connection; beyond that, or after
+        a failed read, the reply closes it (and lingers, so the client sees the reply).
+        """
+        with self._lock:  # the reaper marks timed_out under it
+            conn.deadline = None
+            timed_out = conn.timed_out
+        if timed_out:
+            _send(sock, error_reply(_TIMEOUT_ERROR))
+            return False
+        source: _SocketBody | _ChunkedSocketBody
+        if request.chunked:
+            source = _ChunkedSocketBody(conn, rfile, self._core.max_body_size, self.request_timeout)
+        else:
+            source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
+        stream = RequestBody(source, self._core.max_body_size)
+        reply = self._core.handle(request, stream)
+        if isinstance(stream.error, BodyCutShort):
+            if reply.body.__class__ is FileBody:
+                reply.body.close()
+            return False  # the client went away mid-body: nobody to answer
+        if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
+            reply.close = True
+        if self._closing.is_set() or conn.timed_out:
+            reply.close = True
+        try:
+            _send(sock, reply)
+        except TimeoutError:
+            return False  # the client stopped reading the reply
+        # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
+        # that can destroy this reply before it is read. (A timed-out read side is cut.)
+        conn.linger = reply.close and not stream.at_end and not conn.timed_out
+        return not reply.close
 
     def _readline(self, conn: _Connection, rfile: io.BufferedReader, limit: int) -> bytes:
         line = rfile.readline(limit)
@@ -662,6 +948,13 @@ class HTTPDataServer:
             if not line:
                 raise OSError("connection closed before a request line")
             raise HTTPError(400, "request line not terminated by CRLF", close=True)
+        try:
+            return self._read_fields(conn, rfile, line)
+        except (HTTPError, TimeoutError):
+            conn.line = line  # for the access log: what was refused, without its headers
+            raise
+
+    def _read_fields(self, conn: _Connection, rfile: io.BufferedReader, line: bytes) -> Request:
         header_lines: list[bytes] = []
         total = 0
         while True:
@@ -684,6 +977,183 @@ class HTTPDataServer:
         return self._core.check_head(head)
 
 
+class _SocketBody:
+    """A streamed request body on the threaded server: at most ``length`` bytes of the
+    connection's buffered reader.
+
+    Each wait for bytes may last ``request_timeout`` (the socket's timeout, per receive; the
+    reaper's whole-request deadline is not set), so the whole body may take as long as it
+    needs as long as it keeps moving.
+    """
+
+    __slots__ = ("_conn", "_rfile", "_timeout", "length", "remaining")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, length: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self.length = length
+        self.remaining = length
+
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def read(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read, size, whole=True)
+
+    def read1(self, size: int, /) -> bytes:
+        return self._bytes(self._rfile.read1, size, whole=False)
+
+    def readinto(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto, view, whole=True)
+
+    def readinto1(self, view: memoryview, /) -> int:
+        return self._into(self._rfile.readinto1, view, whole=False)
+
+    def _bytes(self, read: Callable[[int], bytes], size: int, *, whole: bool) -> bytes:
+        wanted = min(size, self.remaining)
+        if wanted <= 0:
+            return b""
+        try:
+            data = read(wanted)
+        except TimeoutError:
+            raise self._stalled() from None
+        self.remaining -= len(data)
+        if len(data) < wanted and (whole or not data):  # EOF before the body's end
+            raise self._cut_short()
+        return data
+
+    def _into(self, readinto: Callable[[memoryview], int], view: memoryview, *, whole: bool) -> int:
+        wanted = min(len(view), self.remaining)
+        if wanted <= 0:
+            return 0
+        try:
+            count = readinto(view[:wanted])
+        except TimeoutError:
+            raise self._stalled() from None
+        self.remaining -= count
+        if count < wanted and (whole or not count):  # EOF before the body's end
+            raise self._cut_short()
+        return count
+
+    def _stalled(self) -> BodyTimeout:
+        return BodyTimeout(
+            f"no byte of the request body arrived for {self._timeout} s "
+            f"({self.length - self.remaining} of {self.length} bytes had)"
+        )
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:  # the reaper cut the read side
+            return self._stalled()
+        return BodyCutShort(
+            f"the client closed the connection after {self.length - self.remaining} "
+            f"of {self.length} body bytes"
+        )
+
+
+class _ChunkedSocketBody(Read1Source):
+    """A streamed chunked request body on the threaded server: the connection's bytes moved
+    through the `ChunkedDecoder` (which owns the framing and ``max_body_size``), never read
+    past the message's end (the next request stays in the reader).
+
+    Each wait for bytes may last ``request_timeout``, as for `_SocketBody`. A read returns at
+    least one body byte unless the body has ended; it may wait more than once to get through
+    the framing lines before them.
+    """
+
+    __slots__ = ("_conn", "_decoder", "_ready", "_rfile", "_start", "_timeout")
+
+    def __init__(
+        self, conn: _Connection, rfile: io.BufferedReader, max_body_size: int, timeout: float
+    ) -> None:
+        self._conn = conn
+        self._rfile = rfile
+        self._timeout = timeout
+        self._decoder = ChunkedDecoder(max_body_size)
+        self._ready = b""  # decoded body bytes not yet delivered, from _start on
+        self._start = 0
+
+    def exhausted(self) -> bool:
+        return self._decoder.done and self._start >= len(self._ready)
+
+    def read1(self, size: int, /) -> bytes:
+        if self._start >= len(self._ready):
+            self._fill(size)
+        start = self._start
+        piece = self._ready[start : start + size]
+        self._start = start + len(piece)
+        return piece
+
+    def _fill(self, size: int) -> None:
+        decoder = self._decoder
+        rfile = self._rfile
+        self._ready, self._start = b"", 0
+        try:
+            while not decoder.done:
+                pending = decoder.data_pending
+                if pending:  # chunk data only: reading this much cannot pass the body's end
+                    data = rfile.read1(min(pending, max(size, 1)))
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                else:
+                    data = rfile.peek(1)  # what is buffered, or one read; consumed as used
+                    if not data:
+                        raise self._cut_short()
+                    parts = decoder.feed(data)
+                    rfile.read(len(data) - len(decoder.leftover))
+                if parts:
+                    self._ready = parts[0] if len(parts) == 1 else b"".join(parts)
+                    return
+        except TimeoutError:
+            raise BodyTimeout(
+                f"no byte of the chunked request body arrived for {self._timeout} s "
+                f"({decoder.received} body bytes had)"
+            ) from None
+        except HTTPError as error:  # the decoder's: a broken rule or the size limit
+            if error.status == 413:
+                raise BodyTooLarge(error.detail) from None
+            raise BodyRejected(error.status, error.detail) from None
+
+    def _cut_short(self) -> OSError:
+        if self._conn.timed_out:
+            return BodyTimeout(f"no byte of the chunked request body arrived for {self._timeout} s")
+        return BodyCutShort(
+            "the client closed the connection before the end of the chunked body "
+            f"({self._decoder.received} body bytes had arrived)"
+        )
+
+
+def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
+    """Move a chunked body's bytes from ``rfile`` into the decoder (which owns the framing).
+
+    Returns:
+        The body, or ``None`` if the stream ended before it (the peer closed, or the reaper
+        cut the read side at the request deadline). Bytes after the body stay in ``rfile``.
+    Raises:
+        HTTPError: From the decoder: the body breaks a rule or a limit.
+    """
+    decoder = ChunkedDecoder(max_body_size)
+    parts: list[bytes] = []
+    while True:
+        pending = decoder.data_pending
+        if pending:  # chunk data only: reading exactly this much cannot pass the body's end
+            data = rfile.read(pending)
+            parts += decoder.feed(data)
+            if len(data) < pending:
+                return None
+            continue
+        data = rfile.peek(1)  # what is buffered, or one read: consumed below as far as used
+        if not data:
+            return None
+        parts += decoder.feed(data)
+        rfile.read(len(data) - len(decoder.leftover))
+        if decoder.done:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 _TIMEOUT_ERROR: Final = HTTPError(
     408, "the request took longer than the server's request_timeout to arrive", close=True
 )
@@ -702,6 +1172,34 @@ def _join_all(
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _body_length(body: Any) -> int:
+    return body.nbytes if isinstance(body, memoryview) else len(body)
+
+
+def _path(target: str) -> str:
+    """A request target's path, percent-decoded where it can be, without the query string
+    (which may carry a secret)."""
+    try:
+        return _resource_of(target)
+    except (HTTPError, IndexError):
+        return target.partition("?")[0]
+
+
+def _idle_since(conn: _Connection) -> int:
+    return conn.idle_since
+
+
+def _readable(fds: list[int]) -> list[int]:
+    """Those of ``fds`` with input waiting (or a close), without waiting; ``[]`` where the
+    platform has no ``poll``."""
+    if not fds or not hasattr(select, "poll"):
+        return []
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(0)]
+
+
 def _cut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -710,6 +1208,97 @@ def _cut(sock: socket.socket) -> None:
 def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.close()
+
+
+MAX_PORT: Final = 65535
+
+
+def check_listen_port(port: object) -> None:
+    """Refuse a port no socket can bind, before one is created (``socket.create_server``
+    leaks its socket on the `OverflowError` that a port above 65535 raises).
+
+    Raises:
+        TypeError: ``port`` is not an int.
+        ValueError: ``port`` is outside 0-65535.
+    """
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int such as 5001 (0 picks a free one), got {port!r}")
+    if not 0 <= port <= MAX_PORT:
+        raise ValueError(
+            f"cannot listen on port {port}: a TCP port is 0-{MAX_PORT} (0 picks a free one)"
+        )
+
+
+def listen_error(exc: OSError, host: str, port: int) -> OSError:
+    """The error to raise when a server cannot listen on ``host:port``: where, why, what to do.
+
+    Of the same class as ``exc`` and with its ``errno`` (so ``except OSError`` and
+    ``exc.errno == errno.EADDRINUSE`` still work).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = exc.errno
+    if code == errno.EADDRINUSE:
+        why = (
+            "the address is already in use: another program (or another server in this "
+            "process) is listening there; stop it, or choose another port (0 picks a free one)"
+        )
+    elif code == errno.EACCES:
+        why = (
+            "permission denied (ports below 1024 need privileges); choose a port from 1024 to "
+            f"{MAX_PORT} (0 picks a free one)"
+        )
+    elif code == errno.EADDRNOTAVAIL:
+        why = (
+            f"{host!r} is not an address of this machine; bind 127.0.0.1 (this machine only), "
+            "0.0.0.0 or :: (every interface), or one of this machine's own addresses"
+        )
+    else:
+        # socket.create_server appends " (while attempting to bind on address ...)": said above.
+        why = (exc.strerror or str(exc)).partition(" (while attempting to bind")[0]
+        if isinstance(exc, socket.gaierror) or (code is not None and code < 0):  # EAI_* codes
+            why = f"the host {host!r} cannot be resolved ({why}); give an IP address"
+    error = type(exc)(f"cannot listen on {where}: {why}")
+    error.errno = code
+    return error
+
+
+class ServerStartedOnImport(BaseException):
+    """`run_http_server` was called while `ImportGuard` was active (``dataserve serve``
+    importing a handler's module); the server was not created, no port was bound.
+
+    A `BaseException`, so that a module's own ``except Exception`` does not swallow it.
+
+    Attributes:
+        module: The module being imported.
+        port: The port the module asked for.
+    """
+
+    def __init__(self, module: str, port: object) -> None:
+        super().__init__(module, port)
+        self.module = module
+        self.port = port
+
+
+class ImportGuard:
+    """While active (a ``with`` block), `run_http_server` raises `ServerStartedOnImport`
+    instead of serving: ``dataserve serve`` imports a module to find its handler, and a
+    module that starts a server when imported would otherwise serve (on its own port,
+    ignoring ``--port``) before the command could.
+
+    Args:
+        module: The module about to be imported, for the message.
+    """
+
+    active: ClassVar[list[str]] = []
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        ImportGuard.active.append(self.module)
+
+    def __exit__(self, *exc_info: object) -> None:
+        ImportGuard.active.remove(self.module)
 
 
 def run_http_server(
@@ -730,7 +1319,15 @@ def run_http_server(
         **options: The keyword arguments of `HTTPDataServer` (``auth_token``,
             ``max_body_size``, ``unix_socket``, ...), type-checked. For a Unix socket:
             ``run_http_server(0, MyDataHandler, unix_socket="/run/app/data.sock")``.
+
+    Raises:
+        OSError: The server cannot listen on ``host:port`` (the message says why: the port
+            in use, a privileged port, an address not of this machine).
+        ValueError: ``port`` is outside 0-65535.
+        TypeError: ``port`` is not an int, or ``data_handler`` is not a handler.
     """
+    if ImportGuard.active:  # dataserve serve is importing the module that called us
+        raise ServerStartedOnImport(ImportGuard.active[-1], port)
     server = HTTPDataServer(data_handler, port, host, **options)
     stop = threading.Event()
     previous: Callable[[int, FrameType | None], Any] | int | None = None

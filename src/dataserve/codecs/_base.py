@@ -61,6 +61,11 @@ class Codec(Protocol[T]):
             data: The body (any bytes-like object; may be a ``memoryview``).
             params: The media-type parameters, names lower-cased (e.g. ``{"charset": "utf-8"}``).
             type: The typed target of ``send(..., type=T)`` or of a typed route, or ``None``.
+        Raises:
+            msgspec.ValidationError: The body is valid but does not fit ``type`` (reported as
+                "does not match"; end the message with the path, as msgspec does).
+            ValueError: Any other failure (reported as "could not be decoded"); also
+                ``TypeError``, ``LookupError``, ``OverflowError`` and ``RecursionError``.
         """
         ...
 
@@ -133,6 +138,80 @@ class TextCodec:
 _JSON_ENCODER: Final = msgspec.json.Encoder()
 _JSON_DECODER: Final = msgspec.json.Decoder()
 _JSON_TYPED: Final = TypedDecoderCache(msgspec.json.Decoder)
+_JSON_SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)  # checks the syntax, builds nothing
+_MSGPACK_ENCODER: Final = msgspec.msgpack.Encoder()
+
+# Non-finite floats, written as Python's json module writes them (and dataserve 0.1 did).
+_NAN: Final = msgspec.Raw(b"NaN")
+_INFINITY: Final = msgspec.Raw(b"Infinity")
+_MINUS_INFINITY: Final = msgspec.Raw(b"-Infinity")
+_NULL: Final = re.compile(rb"null")
+# A msgpack float64 (msgspec writes every float so) whose exponent bits are all ones: an
+# infinity or a NaN. UTF-8 text never holds these bytes; an int or bytes value may (rarely).
+_NON_FINITE_FLOAT64: Final = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
+_NON_FINITE_TOKEN: Final = re.compile(rb"NaN|Infinity")
+
+
+def _encode_json(value: object) -> bytes:
+    """JSON as msgspec writes it, except that NaN and infinities are written as ``NaN``,
+    ``Infinity`` and ``-Infinity`` where msgspec writes ``null``.
+
+    The common case costs one msgspec encode and a scan of its output: msgspec writes a
+    non-finite float as ``null``, so a body without ``null`` (one ``memchr`` for ``u`` settles
+    most bodies of numbers) is already right. A body with ``null`` may hold ``None``; a
+    msgpack encode (C, about as fast) tells whether a non-finite float is there, and only then
+    is the value rebuilt with those floats as raw JSON tokens.
+    """
+    data = _JSON_ENCODER.encode(value)
+    if b"u" not in data or _NULL.search(data) is None:
+        return data
+    try:
+        if _NON_FINITE_FLOAT64.search(_MSGPACK_ENCODER.encode(value)) is None:
+            return data
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        pass  # the exact check below decides
+    builtins = msgspec.to_builtins(value, str_keys=True)
+    return _JSON_ENCODER.encode(_with_raw_non_finite(builtins))
+
+
+def _with_raw_non_finite(value: Any) -> Any:
+    """``value`` (made of builtins only) with each non-finite float as a raw JSON token."""
+    if isinstance(value, float):
+        if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+            return value
+        if value != value:
+            return _NAN
+        return _INFINITY if value > 0 else _MINUS_INFINITY
+    if isinstance(value, (list, tuple)):
+        return [_with_raw_non_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _with_raw_non_finite(item) for key, item in value.items()}
+    return value
+
+
+def _decode_json_fallback(data: Any, target: object, error: msgspec.DecodeError) -> Any:
+    """Decode a body that msgspec refused, if what it refused is ``NaN`` or ``Infinity``.
+
+    msgspec reads standard JSON only; Python's json module (dataserve 0.1 included) writes
+    non-finite floats as ``NaN``, ``Infinity`` and ``-Infinity``. Such a body is parsed by the
+    json module, then converted to ``target`` with msgspec's rules for JSON (``str_keys``).
+
+    Raises:
+        msgspec.DecodeError: ``error``, when the body holds no such token or is not valid JSON
+            for the json module either.
+        msgspec.ValidationError: The body is valid but does not match ``target``.
+    """
+    if _NON_FINITE_TOKEN.search(data) is None:
+        raise error
+    import json
+
+    try:
+        value = json.loads(str(data, "utf-8"))
+    except (ValueError, RecursionError):
+        raise error from None
+    if target is None:
+        return value
+    return msgspec.convert(value, target, str_keys=True)
 
 
 class JsonCodec:
@@ -141,20 +220,42 @@ class JsonCodec:
     Claims dicts, lists, tuples, numbers, bools and ``None``; the registry also falls back to it
     for anything else msgspec encodes (dataclasses, Structs, datetime, UUID, Decimal, enums).
     Typed decoding uses one cached ``msgspec.json.Decoder(T)`` per type.
+
+    Non-finite floats travel as Python's json module writes them: ``NaN``, ``Infinity`` and
+    ``-Infinity`` (not standard JSON, but what dataserve 0.1 and ``json.dumps`` write), never as
+    ``null``. Both directions; a body holding them is read with the json module, then typed.
     """
 
     media_type: Final = "application/json"
     types: Final[tuple[type, ...]] = (dict, list, tuple, int, float, bool, type(None))
 
     def encode(self, value: object, /) -> bytes:
-        """Encode with a shared ``msgspec.json.Encoder``."""
-        return _JSON_ENCODER.encode(value)
+        """Encode with a shared ``msgspec.json.Encoder`` (non-finite floats as ``NaN``...)."""
+        return _encode_json(value)
 
     def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
-        """Decode (JSON is always UTF-8; a ``charset`` parameter is ignored)."""
-        if type is None:
-            return _JSON_DECODER.decode(data)
-        return _JSON_TYPED.get(type).decode(data)
+        """Decode (JSON is always UTF-8; a ``charset`` parameter is ignored).
+
+        Raises:
+            msgspec.ValidationError: The body is valid JSON but does not match ``type``.
+            msgspec.DecodeError: The body is not valid JSON.
+        """
+        try:
+            if type is None:
+                return _JSON_DECODER.decode(data)
+            return _JSON_TYPED.get(type).decode(data)
+        except msgspec.ValidationError:
+            if type is None:
+                raise  # e.g. a number out of range
+            # A typed decode stops at the first mismatch: it is one only if the whole body is
+            # valid JSON (NaN and Infinity included).
+            try:
+                _JSON_SYNTAX.decode(data)
+            except msgspec.DecodeError as exc:
+                return _decode_json_fallback(data, type, exc)
+            raise
+        except msgspec.DecodeError as exc:
+            return _decode_json_fallback(data, type, exc)
 
 
 class BytesCodec:

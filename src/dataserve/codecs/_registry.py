@@ -16,7 +16,7 @@ import msgspec
 from .._errors import DecodeError, EncodeError
 from ._base import BytesCodec, Codec, JsonCodec, TextCodec
 
-__all__ = ["CodecRegistry", "default_registry", "register"]
+__all__ = ["CodecRegistry", "decode_failure", "default_registry", "register", "type_name"]
 
 ENTRY_POINT_GROUP: Final = "dataserve.codecs"
 _CACHE_LIMIT: Final = 1024
@@ -35,6 +35,31 @@ DECODE_ERRORS: Final = (
     RecursionError,
     msgspec.DecodeError,
 )
+
+
+def type_name(target: object) -> str:
+    """A type form as code spells it: ``Point``, ``list[int]``, ``int | None``, ``Literal['a']``."""
+    if isinstance(target, type):
+        return target.__qualname__
+    return repr(target).replace("typing.", "")
+
+
+def decode_failure(media_type: str, target: object, exc: BaseException, what: str) -> str:
+    """The message for a body that failed to decode, telling the two failures apart.
+
+    A body that is valid for its codec but does not fit the typed target (msgspec's
+    `ValidationError`, whose message ends in the path, e.g. `` at `$[1]` ``) "does not match"
+    it; any other failure means the body "could not be decoded" as its media type at all.
+
+    Args:
+        media_type: The bare media type of the body.
+        target: The typed target, or ``None`` for an untyped decode.
+        exc: What the codec raised.
+        what: What was decoded, e.g. ``"body"`` or ``"reply of PUT http://host:5001/x"``.
+    """
+    if target is not None and isinstance(exc, msgspec.ValidationError):
+        return f"the {media_type} {what} is valid but does not match {type_name(target)}: {exc}"
+    return f"the {media_type} {what} could not be decoded: {exc}"
 
 
 def _load_plugins() -> list[Codec[Any]]:
@@ -199,7 +224,13 @@ class CodecRegistry:
     def decode(
         self, codec: Codec[Any], data: Any, params: dict[str, str], target: object = None
     ) -> Any:
-        """Decode a body with a codec, turning its failures into `DecodeError`."""
+        """Decode a body with a codec, turning its failures into `DecodeError`.
+
+        Raises:
+            DecodeError: Chained to what the codec raised (``__cause__``); its message says
+                whether the body does not match ``target`` or could not be decoded at all
+                (see `decode_failure`).
+        """
         try:
             return (
                 codec.decode(data, params, target)
@@ -207,7 +238,7 @@ class CodecRegistry:
                 else codec.decode(data, params)
             )
         except DECODE_ERRORS as exc:
-            raise DecodeError(f"{codec.media_type} body could not be decoded: {exc}") from exc
+            raise DecodeError(decode_failure(codec.media_type, target, exc, "body")) from exc
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -217,7 +248,13 @@ class CodecRegistry:
             return codec.encode(value)
         except ENCODE_ERRORS as exc:
             where = f" (sending to {resource!r})" if resource else ""
-            name = value.__class__.__name__
+            cls = value.__class__
+            name = cls.__name__
+            if any(base in codec.types for base in cls.__mro__):
+                # A codec that claims the type refused this value: its reason says why.
+                raise EncodeError(
+                    f"The {codec.media_type} codec cannot encode this {name!r} value{where}: {exc}"
+                ) from exc
             raise EncodeError(
                 f"No codec encodes values of type {name!r}{where}: {exc}; "
                 f"send a JSON-able value, str or bytes, or register a codec for {name}"

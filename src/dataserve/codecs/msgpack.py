@@ -14,6 +14,7 @@ __all__ = ["MsgpackCodec"]
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder()
 _TYPED: Final = TypedDecoderCache(msgspec.msgpack.Decoder)
+_SYNTAX: Final = msgspec.msgpack.Decoder(msgspec.Raw)  # checks the body, builds nothing
 
 
 class MsgpackCodec:
@@ -34,7 +35,16 @@ class MsgpackCodec:
         return _ENCODER.encode(value)
 
     def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> Any:
-        """Decode, typed when ``type`` is given."""
+        """Decode, typed when ``type`` is given.
+
+        Raises:
+            msgspec.ValidationError: The body is valid MessagePack but does not match ``type``.
+            msgspec.DecodeError: The body is not valid MessagePack.
+        """
         if type is None:
             return _DECODER.decode(data)
-        return _TYPED.get(type).decode(data)
+        try:
+            return _TYPED.get(type).decode(data)
+        except msgspec.ValidationError:
+            _SYNTAX.decode(data)  # a malformed body raises its own DecodeError instead
+            raise

@@ -14,7 +14,8 @@ On the wire, the body is the array's bytes in C order and the ``Content-Type`` c
 and shape: ``application/x-numpy; dtype="<f8"; shape="3,4"``. An array is sent from its own
 buffer (a non-contiguous one is made contiguous first), and decoded without copying the body:
 the array received is a read-only view of it (``.copy()`` it to write). Object and structured
-dtypes are refused: they would need pickle, which dataserve never uses.
+dtypes are refused: their bytes are not the values (an object array holds pointers to Python
+objects, which only pickle could send, and dataserve never uses pickle).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
 import numpy as np
+
+from ._registry import type_name
 
 __all__ = ["NumpyCodec"]
 
@@ -52,7 +56,10 @@ class NumpyCodec:
                 lost: send ``.filled()``, or data and mask separately).
         """
         if isinstance(value, np.ma.MaskedArray):
-            raise TypeError("a masked array is not sent: its mask would be lost")
+            raise TypeError(
+                "NumpyCodec does not send masked arrays: the mask would be lost; send "
+                "array.filled(...), or the data and the mask as two arrays"
+            )
         _wire_dtype(value.dtype)
         array = np.ascontiguousarray(value)
         return array.reshape(-1).view(np.uint8).data
@@ -63,14 +70,11 @@ class NumpyCodec:
         """A read-only array over the body, with the dtype and shape of the parameters.
 
         Raises:
-            ValueError: A parameter is missing or malformed, the body's size does not match,
-                or ``type`` is not an array type.
+            ValueError: A parameter is missing or malformed, or the body's size does not match.
             TypeError: The dtype is an object or structured one.
+            msgspec.ValidationError: The body is a valid array but ``type`` is not an array
+                type.
         """
-        if type is not None:
-            origin = typing.get_origin(type) or type  # np.ndarray[Any, ...], NDArray[...]
-            if not (isinstance(origin, builtins.type) and issubclass(np.ndarray, origin)):
-                raise ValueError(f"{self.media_type} decodes to numpy.ndarray, not {type!r}")
         try:
             dtype = np.dtype(params["dtype"])
             text = params["shape"]
@@ -78,7 +82,7 @@ class NumpyCodec:
             raise ValueError(f"{self.media_type} needs a {exc.args[0]!r} parameter") from None
         except TypeError as exc:
             raise ValueError(f"invalid dtype parameter {params['dtype']!r}") from exc
-        _wire_dtype(dtype)
+        _wire_dtype(dtype, received=True)
         try:
             shape = tuple(int(n) for n in text.split(",")) if text else ()
         except ValueError:
@@ -93,14 +97,43 @@ class NumpyCodec:
                 f"body of {len(data)} bytes does not hold an array of shape {shape} "
                 f"and dtype {dtype.str!r}"
             )
+        if type is not None:
+            origin = _origin(type)
+            if not (isinstance(origin, builtins.type) and issubclass(np.ndarray, origin)):
+                raise msgspec.ValidationError(f"Expected `{type_name(type)}`, got `numpy.ndarray`")
         return np.ndarray(shape, dtype, buffer=data)  # a view over the body: no copy
 
 
-def _wire_dtype(dtype: np.dtype[Any]) -> str:
+def _origin(target: object) -> object:
+    """The class behind ``np.ndarray[Any, ...]`` or ``NDArray[...]``, through ``type`` aliases
+    (numpy defines ``NDArray`` as one on Python 3.12+, whose origin is the alias itself)."""
+    for _ in range(8):  # bounded: an alias of an alias of ...
+        origin = typing.get_origin(target) or target
+        value = getattr(origin, "__value__", None)  # a typing.TypeAliasType
+        if value is None:
+            return origin
+        target = value
+    return target
+
+
+def _wire_dtype(dtype: np.dtype[Any], *, received: bool = False) -> str:
     """The dtype's string on the wire (``"<f8"``); refuses what cannot travel as raw bytes."""
-    if dtype.hasobject or dtype.fields is not None or dtype.kind == "V":
+    if dtype.hasobject and dtype.fields is None:
+        if received:
+            raise TypeError(
+                "an array of dtype object is refused: its bytes would be pointers to Python "
+                "objects (only pickle sends those, and dataserve never unpickles)"
+            )
         raise TypeError(
-            f"arrays of dtype {dtype!r} are not sent: object and structured dtypes would need "
-            "pickle; send a numeric, bool, bytes or str array"
+            "NumpyCodec does not send arrays of dtype object (they hold Python objects, whose "
+            "bytes are pointers); convert to a numeric, bool, bytes or str dtype (e.g. "
+            "array.astype(float)), or send bytes you encode yourself"
+        )
+    if dtype.fields is not None or dtype.kind == "V":
+        if received:
+            raise TypeError(f"an array of structured or void dtype {dtype.str!r} is refused")
+        raise TypeError(
+            f"NumpyCodec does not send arrays of structured or void dtype {dtype.str!r}; send "
+            "each field as an array of its own, or send bytes you encode yourself"
         )
     return dtype.str
