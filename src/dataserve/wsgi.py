@@ -42,6 +42,7 @@ from ._stream import (
     RequestBody,
     kernel_offset,
 )
+from ._wire import frame_request
 from .codecs._registry import CodecRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def make_app(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         is_head = environ.get("REQUEST_METHOD") == "HEAD"
         try:
-            request = core.check_head(_head_of(environ))
+            request = core.check_head(frame_request(_head_of(environ)))
             length = request.content_length
             if request.stream:  # a BinaryIO route reads wsgi.input itself, bounded
                 reply = _handle_streamed(core, request, environ)
