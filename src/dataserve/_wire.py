@@ -85,7 +85,6 @@ _BAD_VALUE_BYTE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
 _VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
-_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
 
 
 # -- chunked framing (RFC 9112 section 7.1), encoding side ----------------------------------
@@ -810,13 +809,13 @@ class ServerConnection:
             if self._eof:
                 return self._closed(len(buf) > pos or self._skipped > 0)
             return NEED_DATA
-        if _BARE_LF.search(buf, pos, end + 2) is not None:
-            self._check_lines(buf, pos, end + 2)  # raises 400 (or 414, 431) at that line
         raw = buf[pos:end]
         self._raw = raw
         self._pos = end + 4
-        head = _head_cache.get(raw)
+        head = _head_cache.get(raw)  # the same bytes as a head served before: checked then
         if head is None:
+            if buf.count(b"\n", pos, end + 2) != buf.count(b"\r\n", pos, end + 2):
+                self._check_lines(buf, pos, end + 2)  # raises 400 (or 414, 431) at a bare LF
             try:
                 head = _parse_head(raw)
             except HTTPError as error:
