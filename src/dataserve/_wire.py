@@ -278,15 +278,10 @@ def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
     """
     headers: dict[str, str] = {}
     for line in header_lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            # Covers obs-fold (a line starting with whitespace) and "Name : value".
-            raise HTTPError(400, "malformed header line", close=True)
-        value = value.strip(b" \t")
-        if _BAD_VALUE_BYTE.search(value):
-            raise HTTPError(400, "control character in a header value", close=True)
-        key = name.decode("ascii").lower()
-        text = value.decode("latin-1")
+        field = _field_cache.get(line)
+        if field is None:
+            field = _parse_field(line)
+        key, text = field
         if key in headers:
             if key == "content-length":
                 if headers[key] != text:
@@ -297,6 +292,29 @@ def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
             text = f"{headers[key]}, {text}"
         headers[key] = text
     return headers
+
+
+_field_cache: dict[bytes, tuple[str, str]] = {}
+_FIELD_CACHE_LIMIT: Final = 1024
+_CACHEABLE_FIELD: Final = 256
+
+
+def _parse_field(line: bytes) -> tuple[str, str]:
+    """One field line: its name lower-cased and its value; remembered, since the same lines
+    recur on every request of a client (only the ``Content-Length`` tends to change)."""
+    name, colon, value = line.partition(b":")
+    if not colon or not _TOKEN.fullmatch(name):
+        # Covers obs-fold (a line starting with whitespace) and "Name : value".
+        raise HTTPError(400, "malformed header line", close=True)
+    value = value.strip(b" \t")
+    if _BAD_VALUE_BYTE.search(value):
+        raise HTTPError(400, "control character in a header value", close=True)
+    field = (name.decode("ascii").lower(), value.decode("latin-1"))
+    if len(line) <= _CACHEABLE_FIELD:
+        if len(_field_cache) >= _FIELD_CACHE_LIMIT:
+            _field_cache.clear()
+        _field_cache[line] = field
+    return field
 
 
 def frame_request(head: RequestHead) -> RequestHead:
