@@ -362,8 +362,8 @@ class ServerCore:
         handler: The handler instance.
         registry: The codecs the server decodes (an allow-list) and encodes with.
         auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
-        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here,
-            a chunked body's total by the shell's `ChunkedDecoder` built with it.
+        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here
+            (with the wire's `check_content_length`), a chunked body's total by the wire.
         expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
     """
 

@@ -1,9 +1,14 @@
 """HTTPDataServer and run_http_server: the threaded stdlib-socket backend.
 
 Same model as ``http.server.ThreadingHTTPServer`` (one thread per connection, blocking
-sockets) with a leaner request path: the head is read with a buffered reader and parsed by the
-protocol core, and a small reply goes out in one write. No networking decision lives here
-that the core could make.
+sockets with a timeout) with a leaner request path. This module is a shell: it moves bytes
+between a socket and the wire's `ServerConnection` (which splits lines, applies the limits,
+frames bodies and replies, and keeps what follows a message), hands heads and bodies to the
+`ServerCore`, and owns only what needs a socket, a thread or a clock: accepting, TLS,
+deadlines (408, idle and request timeouts, by the reaper thread), evictions at
+``max_connections``, lingering closes, and sending (a small reply in one write, a file with
+``sendfile``). A whole small request that arrives in one read is one receive, one parse, one
+handler call and one send.
 """
 
 from __future__ import annotations
