@@ -416,6 +416,7 @@ def stream_through(row: str, port: int | str, server_pid: int, src: str) -> dict
         client.echo(SMALL_PAYLOAD)  # connect
         gc.collect()
         for way in ("up", "down"):
+            os.sync()  # earlier files' dirty pages written back now, not during this transfer
             client_peak, server_peak = PeakRSS(os.getpid()), PeakRSS(server_pid)
             server_peak.start()
             client_peak.start()

@@ -374,9 +374,13 @@ def _wrap(tool: str, out: Path, side: str) -> list[str]:
         # --nonblocking: the process is never paused to be sampled (a paused process makes
         # each call 20x slower and the profile about the pauses). --native needs pauses.
         spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy"
-        how = ["--native", "--rate", "200"] if tool == "py-spy-native" else ["--nonblocking"]
+        how = (
+            ["--native", "--rate", "200"]
+            if tool == "py-spy-native"
+            else ["--nonblocking", "--rate", "500"]
+        )
         idle = ["--idle"] if side == "client" else []  # the client's wall time, the server's CPU
-        return [spy, "record", *how, *idle, "--rate", "500", "--format", "raw",
+        return [spy, "record", *how, *idle, "--format", "raw",
                 "-o", str(out / f"{side}.pyspy.txt"), "--"]  # fmt: skip
     if tool == "strace":
         return ["strace", "-f", "-c", "-o", str(out / f"{side}.strace.txt")]
