@@ -29,6 +29,10 @@ on a socket file in a temp dir made for it and removed after; this process is th
 ``dataserve-unix``
     The same over a Unix socket file in a fresh /tmp directory:
     ``HTTPDataServer(unix_socket=...)``; ``HTTPDataClient(unix_socket=...)``.
+``dataserve-async``
+    The ``dataserve`` server; client ``AsyncHTTPDataClient`` (pool of 8) on one event loop.
+    Single calls run one at a time on that loop; its "8 threads" figure is 64 tasks in flight
+    on the one loop (no threads), SPEC §12's asyncio workload.
 ``xmlrpc``
     stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
     per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
@@ -60,7 +64,8 @@ ratios to the floor stay fair. Workloads, each bounded per row by a call count a
 (``--quick`` lowers both):
 
 (a) small JSON round trips (``[1, 2, 3]``) from one thread: calls/s, p50 and p99 latency;
-(b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s;
+(b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s
+    (for ``dataserve-async``: 64 concurrent tasks on one event loop);
 (c) 1 MB and 64 MB bytes echo (1 MB = 2**20 bytes), in a client subprocess of its own: MB/s,
     and for one 64 MB call per round the peak RSS (VmHWM, reset through /proc/PID/clear_refs)
     of client and server above their RSS just before the call (the payload already built: the
@@ -119,7 +124,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script it is sys.path[0] already
     sys.path.insert(0, str(HERE))
 
-from _common import ROWS, SMALL_PAYLOAD, listen_overflows, make_records  # noqa: E402
+from _common import ASYNC_TASKS, ROWS, SMALL_PAYLOAD, listen_overflows, make_records  # noqa: E402
 
 #: Rows that run the file-streaming workload (their clients can send a file and receive one
 #: into a file; the floor with urllib3, streaming to and from disk on the server as well).
@@ -242,7 +247,7 @@ def locate_dataserve() -> tuple[str | None, str | None]:
 
 def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
     """Why ``row`` cannot run here, or None."""
-    if row in ("dataserve", "dataserve-unix") and dataserve_error:
+    if row in ("dataserve", "dataserve-unix", "dataserve-async") and dataserve_error:
         return dataserve_error
     if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
         return "needs `requests` (pip install requests)"
@@ -416,7 +421,13 @@ def combine_small(slices: list[tuple[list[int], float]]) -> dict[str, Any]:
 
 def slice_threads(st: RowState, b: Budget) -> tuple[int, float]:
     """(b) ``N_THREADS`` threads calling at once (sharing the client where it is thread-safe):
-    (calls, elapsed s)."""
+    (calls, elapsed s). A client with ``concurrent_echoes`` (the asyncio row) runs
+    ``ASYNC_TASKS`` tasks on its one loop instead, with the same per-slice call budget."""
+    concurrent = getattr(st.client, "concurrent_echoes", None)
+    if concurrent is not None:
+        per_task = max(1, b.threads_calls // b.rounds // ASYNC_TASKS)
+        calls, elapsed = concurrent(SMALL_PAYLOAD, ASYNC_TASKS, per_task, b.threads_s / b.rounds)
+        return int(calls), float(elapsed)
     barrier = threading.Barrier(N_THREADS + 1, timeout=60)
     counts = [0] * N_THREADS
     errors: list[BaseException] = []
@@ -996,6 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     legend = (
         "(ratio) = figure / floor's figure. p50/p99: latency of one small call. "
+        "dataserve-async's 8-threads column: 64 tasks on one event loop. "
         "Peaks: RSS above the RSS just before one 64 MB call, in MB and in payloads (P)."
     )
     print(header + "\n")
