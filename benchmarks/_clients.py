@@ -26,6 +26,7 @@ import time
 from typing import Any, Protocol
 
 from _common import (
+    ASYNC_POOL_SIZE,
     AUTHKEY,
     CONNECT_TIMEOUT_S,
     HOST,
@@ -109,6 +110,65 @@ class DataserveUnixClient(DataserveClient):
         from dataserve import HTTPDataClient
 
         self._client = HTTPDataClient(unix_socket=path)
+
+
+class DataserveAsyncClient:
+    """``dataserve.AsyncHTTPDataClient`` on an event loop of its own, run by each call.
+
+    ``echo`` runs one call to completion on the loop (the single-call figures). The
+    concurrent workload does not use threads: ``concurrent_echoes`` keeps ``tasks`` calls in
+    flight from this one loop (64 in the harness) and is what the 8-threads column reports
+    for this row.
+    """
+
+    def __init__(self, port: int) -> None:
+        import asyncio
+
+        from dataserve import AsyncHTTPDataClient
+
+        self._loop = asyncio.new_event_loop()
+        self._client = AsyncHTTPDataClient(
+            url=f"http://{HOST}:{port}",
+            timeout=READ_TIMEOUT_S,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            pool_size=ASYNC_POOL_SIZE,
+        )
+
+    def echo(self, value: Any) -> Any:
+        return self._loop.run_until_complete(self._client.send("/echo", value))
+
+    def concurrent_echoes(
+        self, payload: Any, tasks: int, per_task: int, seconds: float
+    ) -> tuple[int, float]:
+        """``tasks`` coroutines each echoing ``payload`` up to ``per_task`` times or until
+        ``seconds`` pass: (calls, elapsed s)."""
+        import asyncio
+
+        send = self._client.send
+
+        async def worker(deadline: float) -> int:
+            n = 0
+            while n < per_task:
+                await send("/echo", payload)
+                n += 1
+                if time.perf_counter() >= deadline:
+                    break
+            return n
+
+        async def main() -> tuple[int, float]:
+            await asyncio.gather(*(send("/echo", payload) for _ in range(tasks)))  # connect
+            t0 = time.perf_counter()
+            counts = await asyncio.gather(*(worker(t0 + seconds) for _ in range(tasks)))
+            return sum(counts), time.perf_counter() - t0
+
+        return self._loop.run_until_complete(main())
+
+    def for_thread(self) -> DataserveAsyncClient:
+        return self
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()
 
 
 class XMLRPCClient:
@@ -264,6 +324,7 @@ _CLIENTS: dict[str, type[Any]] = {
     "floor": FloorClient,
     "dataserve": DataserveClient,
     "dataserve-unix": DataserveUnixClient,
+    "dataserve-async": DataserveAsyncClient,
     "xmlrpc": XMLRPCClient,
     "mp-manager": MpManagerClient,
     "dataserve-0.1-wire": V01WireClient,

@@ -16,6 +16,7 @@ ROWS: Final = (
     "floor",
     "dataserve",
     "dataserve-unix",
+    "dataserve-async",
     "xmlrpc",
     "mp-manager",
     "multiprocessing manager (unix)",
@@ -27,6 +28,9 @@ MiB: Final = 1 << 20
 SMALL_PAYLOAD: Final = [1, 2, 3]
 #: Client-side ceiling for one call (connect, then read); the harness's own bounds are tighter.
 CONNECT_TIMEOUT_S: Final = 10.0
+#: Tasks the dataserve-async row keeps in flight in its concurrent workload, and its pool.
+ASYNC_TASKS: Final = 64
+ASYNC_POOL_SIZE: Final = 8
 READ_TIMEOUT_S: Final = 120.0
 
 

@@ -252,6 +252,7 @@ def _serve_v01(conn: Connection) -> None:
 _SERVERS: dict[str, Callable[[Connection], None]] = {
     "floor": _serve_floor,
     "dataserve": _serve_dataserve,
+    "dataserve-async": _serve_dataserve,  # the same server; the client differs
     "xmlrpc": _serve_xmlrpc,
     "mp-manager": _serve_mp_manager,
     "dataserve-0.1-wire": _serve_v01,

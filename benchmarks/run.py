@@ -27,6 +27,10 @@ on a socket file in a temp dir made for it and removed after; this process is th
 ``dataserve-unix``
     The same over a Unix socket file in a fresh /tmp directory:
     ``HTTPDataServer(unix_socket=...)``; ``HTTPDataClient(unix_socket=...)``.
+``dataserve-async``
+    The ``dataserve`` server; client ``AsyncHTTPDataClient`` (pool of 8) on one event loop.
+    Single calls run one at a time on that loop; its "8 threads" figure is 64 tasks in flight
+    on the one loop (no threads), SPEC §12's asyncio workload.
 ``xmlrpc``
     stdlib ``SimpleXMLRPCServer`` + ``ThreadingMixIn`` (stdlib defaults: HTTP/1.0, a connection
     per call; only its gzip of large replies is off); ``ServerProxy``, one per thread; bytes as
@@ -58,7 +62,8 @@ ratios to the floor stay fair. Workloads, each bounded per row by a call count a
 (``--quick`` lowers both):
 
 (a) small JSON round trips (``[1, 2, 3]``) from one thread: calls/s, p50 and p99 latency;
-(b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s;
+(b) 8 threads sharing one client (or one client per thread where it is not thread-safe): calls/s
+    (for ``dataserve-async``: 64 concurrent tasks on one event loop);
 (c) 1 MB and 64 MB bytes echo (1 MB = 2**20 bytes), in a client subprocess of its own: MB/s,
     and for one 64 MB call per round the peak RSS (VmHWM, reset through /proc/PID/clear_refs)
     of client and server above their RSS just before the call (the payload already built: the
@@ -106,7 +111,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script it is sys.path[0] already
     sys.path.insert(0, str(HERE))
 
-from _common import ROWS, SMALL_PAYLOAD, listen_overflows, make_records  # noqa: E402
+from _common import ASYNC_TASKS, ROWS, SMALL_PAYLOAD, listen_overflows, make_records  # noqa: E402
 
 N_THREADS = 8
 SERVER_START_TIMEOUT_S = 30.0
@@ -208,7 +213,7 @@ def locate_dataserve() -> tuple[str | None, str | None]:
 
 def row_unavailable(row: str, dataserve_error: str | None) -> str | None:
     """Why ``row`` cannot run here, or None."""
-    if row in ("dataserve", "dataserve-unix") and dataserve_error:
+    if row in ("dataserve", "dataserve-unix", "dataserve-async") and dataserve_error:
         return dataserve_error
     if row == "dataserve-0.1-wire" and importlib.util.find_spec("requests") is None:
         return "needs `requests` (pip install requests)"
@@ -381,7 +386,13 @@ def combine_small(slices: list[tuple[list[int], float]]) -> dict[str, Any]:
 
 def slice_threads(st: RowState, b: Budget) -> tuple[int, float]:
     """(b) ``N_THREADS`` threads calling at once (sharing the client where it is thread-safe):
-    (calls, elapsed s)."""
+    (calls, elapsed s). A client with ``concurrent_echoes`` (the asyncio row) runs
+    ``ASYNC_TASKS`` tasks on its one loop instead, with the same per-slice call budget."""
+    concurrent = getattr(st.client, "concurrent_echoes", None)
+    if concurrent is not None:
+        per_task = max(1, b.threads_calls // b.rounds // ASYNC_TASKS)
+        calls, elapsed = concurrent(SMALL_PAYLOAD, ASYNC_TASKS, per_task, b.threads_s / b.rounds)
+        return int(calls), float(elapsed)
     barrier = threading.Barrier(N_THREADS + 1, timeout=60)
     counts = [0] * N_THREADS
     errors: list[BaseException] = []
@@ -699,6 +710,7 @@ def check_targets(med: dict[str, dict[str, float]], imp: dict[str, Any] | None) 
             False,
         ),
         *_unix_targets(med, ratio),
+        *_async_targets(med, ratio),
     ]
 
 
@@ -722,6 +734,20 @@ def _unix_targets(
         Target("unix: 8 threads ≥ dataserve (TCP)", ratio(dsu, ds, "threads8_calls_s"), 1.0, True),
         Target("unix: 1 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb1_MBps"), 1.0, True),
         Target("unix: 64 MB echo ≥ dataserve (TCP)", ratio(dsu, ds, "mb64_MBps"), 1.0, True),
+    ]  # fmt: skip
+
+
+def _async_targets(
+    med: dict[str, dict[str, float]],
+    ratio: Callable[[dict[str, float], dict[str, float], str], float | None],
+) -> list[Target]:
+    """SPEC §12 targets of the asyncio client against the sync client in the same run."""
+    dsa, ds = med.get("dataserve-async", {}), med.get("dataserve", {})
+    return [
+        Target("async: 64 concurrent ≥ sync 8 threads",
+               ratio(dsa, ds, "threads8_calls_s"), 1.0, True),
+        Target("async: 1 MB echo within 10 % of sync", ratio(dsa, ds, "mb1_MBps"), 0.9, True),
+        Target("async: 64 MB echo within 10 % of sync", ratio(dsa, ds, "mb64_MBps"), 0.9, True),
     ]  # fmt: skip
 
 
@@ -828,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(med, rows))
     print(
         "\n(ratio) = figure / floor's figure. p50/p99: latency of one small call. "
+        "dataserve-async's 8-threads column: 64 tasks on one event loop. "
         "Peaks: RSS above the RSS just before one 64 MB call, in MB and in payloads (P)."
     )
     if imp:

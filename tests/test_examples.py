@@ -297,7 +297,15 @@ def test_streaming_example_stores_a_file_and_returns_it_whole(tmp_path: Path) ->
 
 def test_every_example_is_linked_from_both_readmes() -> None:
     folders = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert folders == ["custom_codec", "dataset", "numpy_server", "seed", "streaming", "tls_token"]
+    assert folders == [
+        "async_fanout",
+        "custom_codec",
+        "dataset",
+        "numpy_server",
+        "seed",
+        "streaming",
+        "tls_token",
+    ]
     index = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     readme = README.read_text(encoding="utf-8")
     section = readme.split("\n## Examples\n", 1)[1].split("\n## ", 1)[0]
@@ -307,3 +315,22 @@ def test_every_example_is_linked_from_both_readmes() -> None:
     # Every file an example README command runs exists.
     for script in re.findall(r"python (\S+\.py)", index):
         assert any(EXAMPLES.glob(f"*/{script}")), script
+
+
+# -- asyncio fan-out ---------------------------------------------------------------------------
+
+
+def test_async_fanout_example_fans_out_lookups_from_one_loop(tmp_path: Path) -> None:
+    port = free_port()
+    env = example_env(port)
+    here = EXAMPLES / "async_fanout"
+    with serving(["fanout_server.py"], here, env, tmp_path):
+        output = run_client(["fanout_client.py"], here, env)
+    prices = [round((i * 37 % 1000) / 10 + 1, 1) for i in range(200)]
+    cheapest = min(range(200), key=lambda i: prices[i])
+    assert output == [
+        "200 items fetched concurrently, in order: item-0 .. item-199",
+        f"total price: {round(sum(prices), 1)}",
+        f"cheapest: item-{cheapest} at {prices[cheapest]}",
+        "2 of 4 found; missing: [1000, 1001]",
+    ]

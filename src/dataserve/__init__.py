@@ -18,8 +18,9 @@ Client::
 
     HTTPDataClient(port=5001).send("/xdata", [4, 5, 6])  # [1, 2, 3, 4, 5, 6]
 
-The server side (`HTTPDataServer`, `run_http_server`) is imported on first use, so that a
-program that only calls a server does not pay for it.
+The server side (`HTTPDataServer`, `run_http_server`) and the asyncio client
+(`AsyncHTTPDataClient`) are imported on first use, so that a program that only calls a server
+does not pay for the one, nor a program without asyncio for the other.
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ from ._errors import (
 from ._handler import HTTPDataHandler, route
 
 if TYPE_CHECKING:
+    from ._aclient import AsyncHTTPDataClient
     from ._server import HTTPDataServer, run_http_server
 
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "AsyncHTTPDataClient",
     "BadRequest",
     "ConnectError",
     "ConnectTimeout",
@@ -84,7 +87,11 @@ __all__ = [
     "run_http_server",
 ]
 
-_LAZY = {"HTTPDataServer": "_server", "run_http_server": "_server"}
+_LAZY = {
+    "AsyncHTTPDataClient": "_aclient",
+    "HTTPDataServer": "_server",
+    "run_http_server": "_server",
+}
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import operator
 import os
 import re
 import socket
@@ -12,15 +11,13 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, SupportsIndex, TypeVar, cast, overload
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, overload
 
 import urllib3
 import urllib3.connection
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
-    LocationParseError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -30,14 +27,34 @@ from urllib3.exceptions import (
 from urllib3.exceptions import (
     HTTPError as Urllib3Error,
 )
-from urllib3.util import Retry, Timeout, parse_url
+from urllib3.util import Retry, Timeout
 
 from . import _unix
+from ._clientcommon import (
+    OUT_AND_TYPE,
+    bearer_header,
+    connect_failed,
+    connect_refused,
+    connect_timed_out,
+    connection_broke,
+    decode_reply,
+    file_ended_early,
+    pipe_not_replayed,
+    read_timed_out,
+    reply_written_then_broke,
+    request_path,
+    resolve_target,
+    retry_policy,
+    send_broke,
+    text_file_message,
+    tls_failed,
+    write_timed_out,
+)
+from ._clientwire import RequestHeads
 from ._errors import (
     ConnectError,
     ConnectionLost,
     ConnectTimeout,
-    DecodeError,
     EncodeError,
     ReadTimeout,
     TransportError,
@@ -52,9 +69,7 @@ from ._protocol import (
     OCTET_STREAM,
     HTTPError,
     asks_to_close,
-    check_token,
     chunk_head,
-    codec_for_content_type,
     parse_content_length,
     parse_response_head,
     raise_for_reply,
@@ -71,8 +86,9 @@ from ._stream import (
     read_whole,
     send_file_region,
     stream_size,
+    write_all,
 )
-from .codecs._registry import CodecRegistry, decode_failure, default_registry
+from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = ["HTTPDataClient"]
 
@@ -97,10 +113,6 @@ class _BinaryWriter(Protocol):
 ProgressCallback = Callable[[int, int | None], object]
 """``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
 
-CONNECT_RETRIES: Final = 2
-"""Failed connection attempts are retried this often: the request never left, so it is safe."""
-_PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
-USER_AGENT: Final = "dataserve/0.2"
 _READ_BUFFER: Final = 65536
 _CACHE_LIMIT: Final = 1024
 _CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
@@ -116,58 +128,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-MAX_PORT: Final = 65535
-_PORT_ZERO: Final = (
-    "{} is not a port a server listens on (0 asks a server to pick a free port); give the "
-    "port the server printed, or the server's .port or .url"
-)
-_URL_PORT: Final = re.compile(  # scheme://[userinfo@]host:PORT, with PORT captured
-    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):([^/?#]*)"
-)
-
-
-def _check_port(port: object) -> int:
-    """The ``port`` argument as an int in 1-65535, or a TypeError/ValueError saying what is wrong.
-
-    An int (or anything with ``__index__``, such as a NumPy integer) is taken as is; a string
-    of decimal digits too, since dataserve 0.1 built its URL as ``address + str(port)`` (so
-    ``port=os.environ["PORT"]`` keeps working). A bool or any other type is a TypeError.
-    """
-    if isinstance(port, str) and port.isascii() and port.isdigit():
-        number = int(port)
-    elif isinstance(port, bool) or not hasattr(type(port), "__index__"):
-        raise TypeError(f"port must be an int such as 5001, got {port!r} ({type(port).__name__})")
-    else:
-        number = operator.index(cast(SupportsIndex, port))
-    if number == 0:
-        raise ValueError(_PORT_ZERO.format("port 0"))
-    if not 0 < number <= MAX_PORT:
-        raise ValueError(
-            f"port {port!r} is out of range: a TCP port is 1-{MAX_PORT}; give the port the "
-            "server listens on"
-        )
-    return number
-
-
-def _bad_url_message(url: str) -> str:
-    """Why ``url`` is not a server URL: its port, when that is what is wrong, else its form."""
-    match = _URL_PORT.match(url)
-    if match is not None and match[1]:
-        text = match[1]
-        if text.isascii() and text.isdigit():
-            if int(text) > MAX_PORT:
-                return (
-                    f"port {text} in the URL {url!r} is out of range: a TCP port is "
-                    f"1-{MAX_PORT}; give the port the server listens on"
-                )
-        else:
-            return f"the port {text!r} in the URL {url!r} is not a number such as 5001"
-    return (
-        "expected an http://, https:// or http+unix:// URL such as 'http://127.0.0.1:5001', "
-        f"got {url!r}"
-    )
 
 
 class HTTPDataClient:
@@ -232,79 +192,27 @@ class HTTPDataClient:
         pool_size: int = 16,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if unix_socket is not None:
-            if url is not None or port is not None:
-                raise ValueError("give unix_socket, or port or url, not both")
-            url = _unix.unix_url(_unix.socket_path(unix_socket))
-        if url is None:
-            if port is None:
-                raise ValueError(
-                    "give the server's port, e.g. HTTPDataClient(port=5001), "
-                    "or url='http://host:port', or unix_socket='/path/to/data.sock'"
-                )
-            if not address.endswith(":"):
-                raise ValueError(
-                    f"address must end in a colon, as 'http://localhost:' (the port is "
-                    f"appended to it), got {address!r}; or pass url='http://host:port'"
-                )
-            url = f"{address}{_check_port(port)}"
-        if not 0 < connect_timeout < float("inf") or not timeout > 0:
-            raise ValueError("timeout and connect_timeout must be positive; connect_timeout finite")
-        if retries < 0:
-            raise ValueError("retries must be >= 0")
-        self._unix_socket: str | None = None
-        if _unix.is_unix_url(url):
-            if ssl_context is not None:
-                raise ValueError(
-                    "ssl_context is for https:// URLs; a Unix socket is guarded by its file mode"
-                )
-            self._unix_socket, self._prefix = _unix.parse_unix_url(url)
-            self.url = _unix.unix_url(self._unix_socket)
-            self._scheme = "http"
-            self._host = host = "localhost"
-            self._port = 80
-        else:
-            try:
-                parsed = parse_url(url)
-            except LocationParseError:
-                raise ValueError(_bad_url_message(url)) from None
-            if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise ValueError(_bad_url_message(url))
-            if parsed.port == 0:
-                raise ValueError(_PORT_ZERO.format(f"port 0 (in the URL {url!r})"))
-            host = parsed.host
-            self._scheme = parsed.scheme
-            self._host = "127.0.0.1" if host == "localhost" else host.strip("[]")
-            self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-            self._prefix = (parsed.path or "").rstrip("/")
-            self.url = f"{parsed.scheme}://{host}:{self._port}"
-            """The server's base URL, e.g. ``"http://localhost:5001"``, or
-            ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
+        target = resolve_target(
+            port, address, url, unix_socket, ssl_context, timeout, connect_timeout, retries
+        )
+        self._unix_socket = target.unix_socket
+        self._prefix = target.prefix
+        self.url = target.url
+        """The server's base URL, e.g. ``"http://localhost:5001"``, or
+        ``"http+unix://%2Frun%2Fapp%2Fdata.sock"``."""
+        self._scheme = target.scheme
+        self._host = target.host
+        self._port = target.port
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retries = retries
-        self._auth = None if check_token(auth_token) is None else f"Bearer {auth_token}"
+        self._auth = bearer_header(auth_token)
         self.registry = registry if registry is not None else default_registry()
         self._pool_size = pool_size
         self._ssl_context = ssl_context
         self._timeout = Timeout(connect=connect_timeout, read=timeout)
-        methods = frozenset({"PUT", "HEAD"}) if retries else frozenset({"HEAD"})
-        self._retry = Retry(
-            total=None,
-            connect=CONNECT_RETRIES,
-            read=retries,
-            redirect=0,
-            status=0,
-            other=0,
-            allowed_methods=methods,
-            backoff_factor=0.05,
-            raise_on_redirect=False,
-            raise_on_status=False,
-            respect_retry_after_header=False,
-        )
-        self._heads: dict[tuple[str, str], bytes] = {}
-        self._registry_version = -1
-        self._host_header = host if self._unix_socket else f"{host}:{self._port}"
+        self._retry = retry_policy(retries)
+        self._heads = RequestHeads(self.registry, target.host_header, self._auth)
         self._paths: dict[str, str] = {}
         self._pool: urllib3.HTTPConnectionPool | None = self._new_pool()
         _clients.add(self)
@@ -514,35 +422,11 @@ class HTTPDataClient:
         return pool
 
     def _path(self, resource: str) -> str:
-        path = self._prefix + quote(resource, safe=_PATH_SAFE)
+        path = request_path(self._prefix, resource)
         if len(self._paths) >= _CACHE_LIMIT:
             self._paths.clear()
         self._paths[resource] = path
         return path
-
-    def _head_prefix(self, path: str, media_type: str) -> bytes:
-        """The request head up to the Content-Length value, built once per resource and codec."""
-        version = self.registry.version  # before reading media_types: a register() may race
-        if self._registry_version != version:
-            self._heads = {}
-            self._registry_version = version
-        key = (path, media_type)
-        prefix = self._heads.get(key)
-        if prefix is None:
-            lines = [
-                f"PUT {path} HTTP/1.1",
-                f"Host: {self._host_header}",
-                f"User-Agent: {USER_AGENT}",
-                f"Content-Type: {media_type}",
-                f"Accept: {', '.join(self.registry.media_types)}",
-            ]
-            if self._auth is not None:
-                lines.append(f"Authorization: {self._auth}")
-            prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
-            if len(self._heads) >= _CACHE_LIMIT:
-                self._heads.clear()
-            self._heads[key] = prefix
-        return prefix
 
     def _send_streaming(
         self,
@@ -555,15 +439,10 @@ class HTTPDataClient:
     ) -> Any:
         """`send` for a file payload, ``out=`` or ``progress=`` (see `_Transfer`)."""
         if out is not None and target is not None:
-            raise TypeError(
-                "give send() either type= (decode the reply) or out= (write its bytes), not both"
-            )
+            raise TypeError(OUT_AND_TYPE)
         if is_binary_file(payload):
             if is_text_file(payload):
-                raise EncodeError(
-                    f"the file sent to {resource!r} is open in text mode; open it with 'rb' "
-                    "to send its bytes"
-                )
+                raise EncodeError(text_file_message(resource))
             media_type = OCTET_STREAM
             transfer = _Transfer(payload, None, out, progress)
         else:
@@ -594,9 +473,9 @@ class HTTPDataClient:
         url = self.url + path
         if transfer is None:
             length = body.nbytes if isinstance(body, memoryview) else len(body)
-            head = b"%s%d\r\n\r\n" % (self._head_prefix(path, media_type), length)
+            head = b"%sContent-Length: %d\r\n\r\n" % (self._heads.put(path, media_type), length)
         else:
-            head = transfer.head(self._head_prefix(path, media_type), url)
+            head = transfer.head(self._heads.put(path, media_type), url)
         retry = self._retry
         while True:
             pool = self._get_pool()
@@ -626,22 +505,11 @@ class HTTPDataClient:
                 pool._put_conn(conn)
                 cause = failure.__cause__
                 if isinstance(cause, TimeoutError):
-                    raise WriteTimeout(
-                        f"PUT {url}: the server stopped reading the request for more than "
-                        f"{self.timeout} s, so the request was not sent completely and the "
-                        "handler never received it; is the server overloaded or stuck? "
-                        "(a larger timeout= waits longer)",
-                        url,
-                    ) from cause
+                    raise WriteTimeout(write_timed_out(url, self.timeout), url) from cause
                 try:  # not all sent: the handler never received it (resent only if asked)
                     retry = _next_retry(retry, url, ProtocolError(str(cause), cause))
                 except ConnectionLost:
-                    raise ConnectionLost(
-                        f"PUT {url}: the connection broke while the request was being sent "
-                        f"({cause}); the handler never received the whole request, and it "
-                        "was not resent",
-                        url,
-                    ) from cause
+                    raise ConnectionLost(send_broke(url, cause), url) from cause
                 if transfer is not None:
                     transfer.rewind(url, cause or failure)  # a pipe's body is never replayed
                 retry.sleep()
@@ -667,21 +535,8 @@ class HTTPDataClient:
             pool._put_conn(conn)
             return status, headers, data
 
-    def _decode(self, content_type: str | None, data: bytes, target: object, path: str) -> Any:
-        codec, media_type, params = codec_for_content_type(self.registry, content_type)
-        if codec is None:
-            raise DecodeError(
-                f"PUT {self.url}{path} answered with Content-Type "
-                f"{media_type!r}, which this client's registry does not decode; "
-                "register a codec for it"
-            )
-        try:
-            return self.registry.decode(codec, data, params, target)
-        except DecodeError as exc:
-            what = f"reply of PUT {self.url}{path}"
-            raise DecodeError(
-                decode_failure(codec.media_type, target, exc.__cause__ or exc, what)
-            ) from exc
+    def _decode(self, content_type: str | None, data: Any, target: object, path: str) -> Any:
+        return decode_reply(self.registry, content_type, data, target, f"PUT {self.url}{path}")
 
 
 class _BrokenReply(Exception):
@@ -869,7 +724,6 @@ def _read_chunked(rfile: io.BufferedReader) -> bytes:
 
 # -- streaming (SPEC 10) ---------------------------------------------------------------------
 
-_CONTENT_LENGTH: Final = b"Content-Length: "
 _CHUNKED_END: Final = b"Transfer-Encoding: chunked\r\n\r\n"
 
 
@@ -908,30 +762,21 @@ class _Transfer:
         self.written = 0  # bytes written into out
         self._url = ""
 
-    def head(self, prefix: bytes, url: str) -> bytes:
-        """The request head, from the cached prefix that ends in ``Content-Length: ``."""
+    def head(self, head: bytes, url: str) -> bytes:
+        """The request head, framed: from `RequestHeads.put`'s cached head."""
         self._url = url
         if self.size is not None:
-            return b"%s%d\r\n\r\n" % (prefix, self.size)
-        return prefix[: -len(_CONTENT_LENGTH)] + _CHUNKED_END
+            return b"%sContent-Length: %d\r\n\r\n" % (head, self.size)
+        return head + _CHUNKED_END
 
     def rewind(self, url: str, error: BaseException) -> None:
         """Make the call ready to be sent again, or raise `ConnectionLost` if it cannot be."""
         if self.written:
-            raise ConnectionLost(
-                f"PUT {url}: the connection broke after {self.written} bytes of the reply "
-                f"were written to out ({error}); the request was not resent",
-                url,
-            )
+            raise ConnectionLost(reply_written_then_broke(url, self.written, error), url)
         if self._file is None or not self.consumed:
             return
         if self._start is None:
-            raise ConnectionLost(
-                f"PUT {url}: the connection broke ({error}) after part of the request body "
-                "was read from a stream that cannot seek back (e.g. a pipe); the request "
-                "was not resent",
-                url,
-            )
+            raise ConnectionLost(pipe_not_replayed(url, error), url)
         try:
             self._file.seek(self._start)
         except Exception as exc:
@@ -946,11 +791,7 @@ class _Transfer:
         try:
             self._send_body(sock, head)
         except FileEndedEarly as exc:
-            raise EncodeError(
-                f"the file sent to {self._url} ended after {exc.done} of the "
-                f"{exc.size} bytes it held when the call began (did it shrink?); the request "
-                "was cut short and its connection closed, so the handler did not receive it"
-            ) from None
+            raise EncodeError(file_ended_early(self._url, exc.done, exc.size)) from None
         except TimeoutError as exc:
             raise _SendFailed from exc  # the server stopped reading the body: WriteTimeout
         except OSError as exc:
@@ -1039,15 +880,8 @@ class _Transfer:
     def _write(self, view: memoryview) -> None:
         out = self._out
         assert out is not None
-        done = 0
         try:
-            while done < len(view):
-                count = out.write(view[done:])
-                if not isinstance(count, int) or count >= len(view) - done:
-                    break  # None (as many writers return) or all of it
-                if count <= 0:
-                    raise OSError(f"{out!r}.write() wrote nothing")
-                done += count
+            write_all(out, view)
         except Exception as exc:
             raise _LocalError(exc) from exc
         self.written += len(view)
@@ -1201,23 +1035,15 @@ def _transport_error(
     if isinstance(exc, _UnixConnectError):
         return ConnectError(f"Could not connect to {url}: {exc.reason}", url)
     if isinstance(exc, NewConnectionError):
-        reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
-        return ConnectError(
-            f"Could not connect to {url} ({reason}); is the server running on that port?", url
-        )
+        if "refused" in str(exc).lower():
+            return ConnectError(connect_refused(url), url)
+        return ConnectError(f"{connect_failed(url, exc)}; is the server running on that port?", url)
     if isinstance(exc, ConnectTimeoutError):
-        return ConnectTimeout(f"Could not connect to {url} within the connect timeout", url)
+        return ConnectTimeout(connect_timed_out(url), url)
     if isinstance(exc, ReadTimeoutError):
-        return ReadTimeout(
-            f"{method} {url}: no reply within the timeout; the handler may still be running", url
-        )
+        return ReadTimeout(read_timed_out(method, url), url)
     if isinstance(exc, SSLError):
-        return ConnectError(f"TLS with {url} failed: {exc}", url)
+        return ConnectError(tls_failed(url, exc), url)
     if connecting:
-        return ConnectError(f"Could not connect to {url} ({exc})", url)
-    return ConnectionLost(
-        f"{method} {url}: the connection broke before the whole reply "
-        f"arrived ({exc}); the handler may have run, so the request was "
-        "not resent",
-        url,
-    )
+        return ConnectError(connect_failed(url, exc), url)
+    return ConnectionLost(connection_broke(method, url, exc), url)

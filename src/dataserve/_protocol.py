@@ -174,7 +174,8 @@ def check_token(token: str | None) -> str | None:
     return token
 
 
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [^\r\n]*)?")
+# RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): a control byte is malformed.
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
 
 
 def parse_response_head(

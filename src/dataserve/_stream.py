@@ -45,6 +45,7 @@ __all__ = [
     "read_whole",
     "send_file_region",
     "stream_size",
+    "write_all",
 ]
 
 CHUNK_SIZE: Final = 256 * 1024
@@ -255,6 +256,23 @@ def send_file_region(
         done += moved
         if sent is not None:
             sent(moved)
+
+
+def write_all(out: Any, view: memoryview) -> None:
+    """Write all of ``view`` into a binary file object (an ``out=`` of the clients), whose
+    ``write`` may take only part of it (a raw file) or return ``None`` (most writers).
+
+    Raises:
+        OSError: ``out.write`` wrote nothing; or whatever ``out.write`` raises.
+    """
+    done = 0
+    while done < len(view):
+        count = out.write(view[done:])
+        if not isinstance(count, int) or count >= len(view) - done:
+            return  # None (as many writers return) or all of it
+        if count <= 0:
+            raise OSError(f"{out!r}.write() wrote nothing")
+        done += count
 
 
 class Progress:
