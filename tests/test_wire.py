@@ -408,3 +408,28 @@ def test_next_cycle_needs_a_reply_on_a_connection_that_stays_open() -> None:
     wire.reply_head(200, (), 3, close=True)
     with pytest.raises(RuntimeError):
         wire.start_next_cycle()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HEAD / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n",  # refused by the grammar
+        b"HEAD / HTTP/1.1\r\nHost: t\r\nX: " + b"v" * MAX_HEADER_BYTES,  # by a limit, unended
+        b"HEAD / HTTP/1.1\r\nHost: t\nX: y\r\n\r\n",  # a bare LF
+    ],
+    ids=["grammar", "limit", "bare-lf"],
+)
+def test_head_refused_in_its_head_gets_a_reply_without_a_body(data: bytes) -> None:
+    wire = ServerConnection(LIMIT)
+    wire.receive_data(data)
+    with pytest.raises(HTTPError) as info:
+        wire.next_event()
+    wire.reply_head(info.value.status, (), 100)
+    assert not wire.reply_has_body
+    assert wire.must_close
+    other = ServerConnection(LIMIT)
+    other.receive_data(data.replace(b"HEAD", b"PUT", 1))
+    with pytest.raises(HTTPError):
+        other.next_event()
+    other.reply_head(400, (), 100)
+    assert other.reply_has_body

@@ -683,6 +683,7 @@ class ServerConnection:
         "_eof",
         "_header_bytes",
         "_lines",
+        "_method",
         "_pos",
         "_raw",
         "_remaining",
@@ -724,6 +725,7 @@ class ServerConnection:
         self._lines = 0  # lines checked so far (the request line included)
         self._header_bytes = 0  # bytes of the header lines checked so far
         self._sent_continue = False
+        self._method = ""  # of a head refused by the grammar, from its request line alone
 
     @property
     def request_line(self) -> bytes:
@@ -803,6 +805,8 @@ class ServerConnection:
                 self._state = _S_DONE
                 return END_OF_MESSAGE
         except HTTPError:
+            if self.head is None and self._raw:  # refused in its head: a HEAD still gets no body
+                self._method = _method_of(self.request_line)
             self._state = _S_CLOSED
             self.must_close = True
             raise
@@ -975,7 +979,8 @@ class ServerConnection:
             or self._state not in (_S_END, _S_DONE)
         )
         self.must_close = must_close
-        self.reply_has_body = head is None or head.method != "HEAD"
+        method = self._method if head is None else head.method
+        self.reply_has_body = method != "HEAD"
         self._state = _S_REPLIED
         prefix = _prefixes.get((status, headers))
         if prefix is None:
@@ -1013,6 +1018,16 @@ class ServerConnection:
         self._raw = b""
         self._skipped = self._searched = self._scan = self._lines = self._header_bytes = 0
         self._sent_continue = False
+        self._method = ""
+
+
+def _method_of(request_line: bytes) -> str:
+    """The method of a request line that parses on its own (its head did not), else ``""``:
+    so that a HEAD refused for a malformed field still gets a reply without a body."""
+    try:
+        return parse_request_head(request_line, [b"Host: -"]).method
+    except HTTPError:
+        return ""
 
 
 def _headers_too_large() -> HTTPError:
