@@ -712,6 +712,7 @@ class _Conn(asyncio.BufferedProtocol):
         pieces: list[bytes | memoryview] = []
         sink: _Sink | None = None
         keep = True
+        wire.receive_data(await self.receive())  # a new exchange: the wire holds nothing yet
         while True:
             event = wire.next_event()
             if event is NEED_DATA:
