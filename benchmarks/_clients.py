@@ -10,6 +10,12 @@ own so that the client's peak memory is measured from a clean baseline::
 
     python benchmarks/_clients.py ROW PORT|SOCKET_PATH SERVER_PID [--mb1 CALLS S] [--mb64 CALLS S]
 
+and, with ``--stream FILE``, the file-streaming workload instead: FILE sent to the server's
+``/upload`` route (which streams it to disk) and streamed back from ``/download`` into a file
+next to FILE (compared with it, then removed); MB/s each way and the peak RSS of both processes
+above their baselines. Rows whose client has ``upload``/``download`` (floor, dataserve,
+dataserve-unix) run it.
+
 (PORT is a socket file path for a Unix-socket row.)
 
 It prints one JSON object on its last stdout line.
@@ -18,12 +24,13 @@ It prints one JSON object on its last stdout line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import sys
 import time
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from _common import (
     ASYNC_POOL_SIZE,
@@ -32,6 +39,7 @@ from _common import (
     HOST,
     READ_TIMEOUT_S,
     SMALL_PAYLOAD,
+    STREAM_BLOCK,
     MiB,
     PeakRSS,
     make_blob,
@@ -59,6 +67,7 @@ class FloorClient:
             port,
             maxsize=8,
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+            blocksize=STREAM_BLOCK,  # a file body goes out in 1 MiB reads (urllib3: 16 KiB)
         )
         self._encode = msgspec.json.Encoder().encode
         self._decode = msgspec.json.Decoder().decode
@@ -78,6 +87,29 @@ class FloorClient:
             return self._decode(r.data)
         return r.data
 
+    def upload(self, f: BinaryIO) -> int:
+        """Stream the open file ``f`` to ``/upload`` (urllib3 reads it in blocks); its reply."""
+        size = os.fstat(f.fileno()).st_size
+        headers = {**self._bytes_headers, "Content-Length": str(size)}
+        r = self._pool.urlopen("PUT", "/upload", body=f, headers=headers)
+        if r.status != 200:
+            raise RuntimeError(f"floor server answered {r.status}")
+        return int(self._decode(r.data))
+
+    def download(self, out: BinaryIO) -> int:
+        """Stream ``/download``'s reply into ``out`` in blocks: bytes written."""
+        r = self._pool.urlopen("PUT", "/download", body=b"", preload_content=False)
+        try:
+            if r.status != 200:
+                raise RuntimeError(f"floor server answered {r.status}")
+            buf = memoryview(bytearray(STREAM_BLOCK))
+            written = 0
+            while n := r.readinto(buf):
+                written += out.write(buf[:n])
+            return written
+        finally:
+            r.release_conn()
+
     def for_thread(self) -> FloorClient:
         return self
 
@@ -95,6 +127,14 @@ class DataserveClient:
 
     def echo(self, value: Any) -> Any:
         return self._client.send("/echo", value)
+
+    def upload(self, f: BinaryIO) -> int:
+        """``send('/upload', f)``: the file streamed to the server's ``BinaryIO`` route."""
+        return int(self._client.send("/upload", f))
+
+    def download(self, out: BinaryIO) -> int:
+        """``send('/download', out=out)``: the reply streamed into ``out``."""
+        return self._client.send("/download", out=out)
 
     def for_thread(self) -> DataserveClient:
         return self
@@ -408,6 +448,81 @@ def large_echo(
         client.close()
 
 
+def _same_file_samples(a: str, b: str, size: int) -> bool:
+    """Whether ``a`` and ``b`` agree in size and in 1 MiB samples at 9 offsets (every block
+    of the source starts with its own index, so a misplaced block shows)."""
+    if os.path.getsize(a) != size or os.path.getsize(b) != size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for i in range(9):
+            offset = (size - STREAM_BLOCK) * i // 8 // STREAM_BLOCK * STREAM_BLOCK
+            fa.seek(offset)
+            fb.seek(offset)
+            if fa.read(STREAM_BLOCK) != fb.read(STREAM_BLOCK):
+                return False
+    return True
+
+
+def stream_through(row: str, port: int | str, server_pid: int, src: str) -> dict[str, Any]:
+    """The file ``src`` streamed up to ``/upload`` and back from ``/download``: MB/s each way
+    and, per direction, the peak RSS of this process and of the server above their RSS just
+    before that transfer. The copy received is checked against ``src``, then removed."""
+    client = make_client(row, port)
+    dst = src + f".{os.getpid()}.back"
+    size = os.path.getsize(src)
+    out: dict[str, Any] = {"bytes": size}
+    try:
+        if not (hasattr(client, "upload") and hasattr(client, "download")):
+            raise RuntimeError(f"the {row} client cannot stream a file")
+        client.echo(SMALL_PAYLOAD)  # connect
+        gc.collect()
+        for way in ("up", "down"):
+            os.sync()  # earlier files' dirty pages written back now, not during this transfer
+            client_peak, server_peak = PeakRSS(os.getpid()), PeakRSS(server_pid)
+            server_peak.start()
+            client_peak.start()
+            t0 = time.perf_counter()
+            if way == "up":
+                with open(src, "rb") as f:
+                    moved = client.upload(f)  # type: ignore[attr-defined]
+            else:
+                with open(dst, "wb") as f:
+                    moved = client.download(f)  # type: ignore[attr-defined]
+            seconds = time.perf_counter() - t0
+            c_hwm, s_hwm = client_peak.stop(), server_peak.stop()
+            if moved != size:
+                raise RuntimeError(f"{way}: {moved} bytes moved for a {size}-byte file")
+            out[way] = {"seconds": seconds, "MBps": size / MiB / seconds}
+            for side, probe, hwm in (
+                ("client", client_peak, c_hwm),
+                ("server", server_peak, s_hwm),
+            ):
+                growth = None if hwm is None or probe.baseline is None else hwm - probe.baseline
+                out[way][f"{side}_peak_above_MB"] = None if growth is None else growth / MiB
+                out[way][f"{side}_baseline_MB"] = (
+                    None if probe.baseline is None else probe.baseline / MiB
+                )
+            out["memory_method"] = client_peak.method
+        if not _same_file_samples(src, dst, size):
+            raise RuntimeError("the file streamed back differs from the one sent")
+        return out
+    finally:
+        client.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dst)
+
+
+def make_stream_file(path: str, size: int) -> None:
+    """Write ``size`` bytes to ``path``: one random 1 MiB block, each copy starting with its
+    index (so a misplaced block is caught), written block by block (never whole in memory)."""
+    block = bytearray(make_blob(STREAM_BLOCK))
+    with open(path, "wb") as f:
+        for i in range(size // STREAM_BLOCK):
+            block[:8] = i.to_bytes(8, "big")
+            f.write(block)
+        f.write(block[: size % STREAM_BLOCK])
+
+
 def _port_or_path(arg: str) -> int | str:
     return int(arg) if arg.isdigit() else arg
 
@@ -419,11 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("server_pid", type=int)
     parser.add_argument("--mb1", nargs=2, type=float, default=(200, 1.0), metavar=("CALLS", "S"))
     parser.add_argument("--mb64", nargs=2, type=float, default=(10, 2.0), metavar=("CALLS", "S"))
+    parser.add_argument("--stream", metavar="FILE", help="stream FILE up and back instead")
     args = parser.parse_args(argv)
     mb1 = (int(args.mb1[0]), args.mb1[1])
     mb64 = (int(args.mb64[0]), args.mb64[1])
     try:
-        result = large_echo(args.row, args.port, args.server_pid, mb1, mb64)
+        if args.stream:
+            result = stream_through(args.row, args.port, args.server_pid, args.stream)
+        else:
+            result = large_echo(args.row, args.port, args.server_pid, mb1, mb64)
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write(json.dumps(result) + "\n")

@@ -26,6 +26,8 @@ ROWS: Final = (
 AUTHKEY: Final = b"dataserve-benchmark"  # multiprocessing manager handshake (loopback only)
 MiB: Final = 1 << 20
 SMALL_PAYLOAD: Final = [1, 2, 3]
+#: Block size of the file-streaming workload (the file's blocks, the floor's reads and writes).
+STREAM_BLOCK: Final = 1 << 20
 #: Client-side ceiling for one call (connect, then read); the harness's own bounds are tighter.
 CONNECT_TIMEOUT_S: Final = 10.0
 #: Tasks the dataserve-async row keeps in flight in its concurrent workload, and its pool.

@@ -4,6 +4,11 @@
 a Unix-socket row, a socket file in ``sock_dir``, a temp dir the harness made and removes), sends
 the port (or the socket file's path) through ``conn`` and serves until the harness terminates the
 process. Every server echoes its payload back, doing the decode/encode work its protocol implies.
+
+The ``floor`` and dataserve servers also serve the file-streaming workload: ``/upload`` streams
+the request body to ``upload.bin`` in ``sock_dir`` (never holding it whole) and answers its size;
+``/download`` streams that file back and unlinks it (the open file is read to its end first),
+so no copy outlives the call.
 """
 
 from __future__ import annotations
@@ -16,12 +21,19 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
-from _common import AUTHKEY, HOST
+from _common import AUTHKEY, HOST, STREAM_BLOCK
 
 #: Replies up to this size are sent as one ``head + body`` write; larger ones as two writes.
 ONE_WRITE_MAX = 64 * 1024
+#: The directory the streaming routes write ``upload.bin`` into: the row's temp dir, set by
+#: ``serve`` (the harness made it and removes it with all it holds).
+_STORE_DIR = ""
+
+
+def _upload_path() -> str:
+    return os.path.join(_STORE_DIR, "upload.bin")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,6 +52,9 @@ class _FloorHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # TCP_NODELAY, set by StreamRequestHandler.setup()
 
     def do_PUT(self) -> None:
+        if self.path != "/echo":
+            self._stream()
+            return
         length = int(self.headers["Content-Length"])
         body = self.rfile.read(length)
         ctype = self.headers.get("Content-Type", "application/octet-stream")
@@ -59,6 +74,36 @@ class _FloorHandler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(head)
             self.wfile.write(out)
+
+    def _stream(self) -> None:
+        """``/upload``: the body to disk in blocks; ``/download``: ``upload.bin`` back."""
+        length = int(self.headers["Content-Length"])
+        buf = memoryview(bytearray(STREAM_BLOCK))
+        if self.path == "/upload":
+            with open(_upload_path(), "wb") as f:
+                left = length
+                while left:
+                    n = self.rfile.readinto(buf[: min(left, STREAM_BLOCK)])
+                    if not n:
+                        raise ConnectionError("the upload ended early")
+                    f.write(buf[:n])
+                    left -= n
+                out = b"%d" % f.tell()
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(out), out)
+            )
+            return
+        self.rfile.read(length)
+        with open(_upload_path(), "rb") as f:
+            os.unlink(_upload_path())
+            size = os.fstat(f.fileno()).st_size
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % size
+            )
+            while n := f.readinto(buf):
+                self.wfile.write(buf[:n])
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -83,14 +128,35 @@ def _serve_floor(conn: Connection) -> None:
 # dataserve
 
 
-def _serve_dataserve(conn: Connection) -> None:
-    from dataserve import HTTPDataHandler, HTTPDataServer
+def _echo_handler() -> type[Any]:
+    """dataserve's echo handler (``handle_request``), with the two streaming routes."""
+    import shutil
+
+    from dataserve import HTTPDataHandler, route
 
     class Echo(HTTPDataHandler):
         def handle_request(self, resource: str, payload: Any) -> object:
             return payload
 
-    srv = HTTPDataServer(Echo, port=0, host=HOST)
+        @route("/upload")
+        def upload(self, payload: BinaryIO) -> int:  # the body as a stream, not decoded
+            with open(_upload_path(), "wb") as f:
+                shutil.copyfileobj(payload, f, STREAM_BLOCK)
+                return f.tell()
+
+        @route("/download")
+        def download(self, payload: None) -> BinaryIO:
+            f = open(_upload_path(), "rb")  # noqa: SIM115 - the server streams and closes it
+            os.unlink(_upload_path())
+            return f
+
+    return Echo
+
+
+def _serve_dataserve(conn: Connection) -> None:
+    from dataserve import HTTPDataServer
+
+    srv = HTTPDataServer(_echo_handler(), port=0, host=HOST)
     srv.start()
     conn.send(srv.port)
     threading.Event().wait()  # until SIGTERM from the harness
@@ -98,13 +164,9 @@ def _serve_dataserve(conn: Connection) -> None:
 
 def _serve_dataserve_unix(conn: Connection, path: str) -> None:
     """dataserve on a socket file at ``path``; sends the path, not a port."""
-    from dataserve import HTTPDataHandler, HTTPDataServer
+    from dataserve import HTTPDataServer
 
-    class Echo(HTTPDataHandler):
-        def handle_request(self, resource: str, payload: Any) -> object:
-            return payload
-
-    with HTTPDataServer(Echo, unix_socket=path) as srv:
+    with HTTPDataServer(_echo_handler(), unix_socket=path) as srv:
         conn.send(srv.unix_socket)
         threading.Event().wait()  # until SIGTERM from the harness
 
@@ -272,6 +334,8 @@ def serve(row: str, conn: Connection, sock_dir: str) -> None:
     Sends the port (or the socket file's path) through ``conn`` once listening, or
     ``("error", message)`` if it cannot start.
     """
+    global _STORE_DIR
+    _STORE_DIR = sock_dir
     try:
         if row in _UNIX_SERVERS:
             _UNIX_SERVERS[row](conn, os.path.join(sock_dir, "server.sock"))

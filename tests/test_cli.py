@@ -41,6 +41,10 @@ HANDLER_MODULE = textwrap.dedent(
                 return f"hello, {payload}"
             if resource == "/reverse":
                 return bytes(reversed(payload))
+            if resource == "/reprs":  # what the handler received, float by float
+                return [repr(x) for x in payload]
+            if resource == "/nonfinite":
+                return {"values": [1.5, float("nan"), float("inf"), float("-inf")]}
             return None
     """
 )
@@ -258,6 +262,59 @@ def test_send_to_resource_handler_returns_none_for_fails_with_404_line(served: S
     assert "404" in line
     assert "/nothing" in line
     assert result.stdout == ""
+
+
+def test_send_json_nan_and_infinity_reach_the_handler_as_floats(served: Serve) -> None:
+    # SPEC 3: NaN/Infinity travel as Python's json writes them; --json goes through the
+    # JSON codec, so they are accepted and arrive as floats, never refused or made None.
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send", served.url, "/reprs", "--json", "[1.5, NaN, Infinity, -Infinity]",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["1.5", "nan", "inf", "-inf"]
+
+
+def test_send_json_bare_nan_is_accepted(served: Serve) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/reprs", "--json", "[NaN]"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["nan"]
+
+
+def test_send_prints_non_finite_reply_floats_as_python_json_writes_them(served: Serve) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/nonfinite", "--json", "null"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "null" not in result.stdout
+    assert "NaN" in result.stdout
+    assert "-Infinity" in result.stdout
+    values = json.loads(result.stdout)["values"]  # the json module reads NaN and Infinity
+    assert values[0] == 1.5
+    assert values[1] != values[1]  # NaN
+    assert values[2:] == [float("inf"), float("-inf")]
+
+
+def test_send_json_nan_payload_with_out_writes_non_finite_reply_bytes(
+    served: Serve, tmp_path: Path
+) -> None:
+    out = tmp_path / "reply.json"
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "send", served.url, "/nonfinite", "--json", "[NaN]", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b'{"values":[1.5,NaN,Infinity,-Infinity]}'
+
+
+def test_send_json_misspelled_nan_still_fails_with_one_line(served: Serve) -> None:
+    result = _run(
+        [sys.executable, "-m", "dataserve"], "send", served.url, "/reprs", "--json", "[nan]"
+    )
+    line = _assert_one_line_error(result)
+    assert "--json is not valid JSON" in line
 
 
 def test_send_invalid_json_fails_with_one_line(served: Serve) -> None:

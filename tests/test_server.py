@@ -236,3 +236,104 @@ def test_connection_header_is_a_token_list_only_close_closes(connection: str, cl
                 assert read_reply(sock).body == b"[3]"
         with HTTPDataClient(url=server.url) as client:
             assert client.send("/x", [2]) == [2]
+
+
+# -- the wire's rules, on a raw socket ----------------------------------------------------------
+
+KEEP = b"Host: t\r\nContent-Type: application/json\r\n"
+
+
+def keep_alive_put(body: bytes) -> bytes:
+    return b"PUT /echo HTTP/1.1\r\n" + KEEP + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_headx_method_is_405_with_its_body_not_a_head_reply(echo_server: HTTPDataServer) -> None:
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
+        sock.sendall(b"HEADX / HTTP/1.1\r\nHost: t\r\n\r\n")
+        refused = read_reply(sock)
+        assert refused.status == 405
+        assert refused.headers["allow"] == "PUT, HEAD"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert b'"status":405' in refused.body  # a body: not taken for a HEAD
+        sock.sendall(keep_alive_put(b"[1]"))
+        served = read_reply(sock)  # the same connection goes on
+    assert (served.status, served.body) == (200, b"[1]")
+
+
+def test_head_after_an_empty_line_gets_its_error_reply_without_a_body(
+    echo_server: HTTPDataServer,
+) -> None:
+    # HEAD is known from the parsed method: an empty line before the request line (RFC 9112
+    # 2.2, ignored) does not hide it, so the 400 for its framing carries no body.
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
+        sock.sendall(b"\r\nHEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = b"".join(iter(lambda: sock.recv(65536), b""))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Length: " in head
+    assert body == b""
+
+
+def test_pipelined_requests_in_one_packet_are_all_served_in_order(
+    echo_server: HTTPDataServer,
+) -> None:
+    chunked = (
+        b"PUT /echo HTTP/1.1\r\n" + KEEP + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"1\r\n[\r\n2\r\n2]\r\n0\r\n\r\n"
+    )
+    head = b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=5) as sock:
+        sock.sendall(keep_alive_put(b"[1]") + chunked + head + put("/echo", b"[3]"))
+        data = b"".join(iter(lambda: sock.recv(65536), b""))  # to the close the last asks
+    replies = []
+    while data:  # each reply framed by its Content-Length (none for the HEAD's)
+        reply_head, _, data = data.partition(b"\r\n\r\n")
+        length = int(reply_head.partition(b"Content-Length: ")[2].partition(b"\r\n")[0])
+        if reply_head.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain"):
+            length = 0  # the HEAD's reply: the length of a body it does not carry
+        replies.append((reply_head.split(b" ")[1], data[:length]))
+        data = data[length:]
+    assert replies == [(b"200", b"[1]"), (b"200", b"[2]"), (b"200", b""), (b"200", b"[3]")]
+
+
+def test_expect_100_continue_is_not_sent_to_a_request_refused_for_its_token(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
+    server = make_server(auth_token="right")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\n" + KEEP + b"Authorization: Bearer wrong\r\n"
+            b"Content-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        reply = read_reply(sock)  # before any byte of the body was sent
+        assert reply.status == 401
+        assert reply.headers["connection"] == "close"
+        assert is_closed_by_peer(sock)
+    with HTTPDataClient(url=server.url, auth_token="right") as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+def test_connection_idle_longer_than_request_timeout_is_kept_until_idle_timeout(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
+    # The wait between requests is bounded by idle_timeout, not request_timeout.
+    server = make_server(request_timeout=0.2, idle_timeout=30)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(keep_alive_put(b"[1]"))
+        assert read_reply(sock).body == b"[1]"
+        time.sleep(0.7)  # several request timeouts, idle
+        sock.sendall(keep_alive_put(b"[2]"))
+        assert read_reply(sock).body == b"[2]"
+
+
+def test_connection_idle_past_idle_timeout_is_closed_by_the_server(
+    make_server: Callable[..., HTTPDataServer],
+) -> None:
+    server = make_server(request_timeout=30, idle_timeout=0.2)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(keep_alive_put(b"[1]"))
+        assert read_reply(sock).body == b"[1]"
+        assert is_closed_by_peer(sock, timeout=5)  # long before request_timeout
+    with HTTPDataClient(url=server.url) as client:
+        assert client.send("/echo", [2]) == [2]

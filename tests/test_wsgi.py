@@ -332,3 +332,45 @@ def test_gunicorn_refuses_what_the_server_refuses(
     )
     assert reply.status == status
     _still_serves(gunicorn_port)
+
+
+FRAMING = [
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", 400),  # smuggling
+    (b"Transfer-Encoding: gzip\r\n", 400),  # does not end in chunked
+    (b"Transfer-Encoding: gzip, chunked\r\n", 501),  # a coding not applied
+    (b"", 411),  # a PUT without framing
+    (b"Content-Length: 1001\r\n", 413),
+]
+
+
+@pytest.mark.parametrize(("framing", "status"), FRAMING, ids=[str(s) for _, s in FRAMING])
+def test_wsgi_frames_a_body_as_the_socket_server_does(
+    serve_wsgi: Callable[..., str],
+    make_server: Callable[..., Any],
+    framing: bytes,
+    status: int,
+) -> None:
+    # One wire decides, under both backends: the same bytes get the same status and detail.
+    request = (
+        b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        + framing
+        + b"Connection: close\r\n\r\n"
+    )
+    wsgi_port = int(serve_wsgi(max_body_size=1000).rsplit(":", 1)[1])
+    server = make_server(max_body_size=1000)
+    under_wsgi = raw_exchange(wsgi_port, request)
+    on_socket = raw_exchange(server.port, request)
+    assert under_wsgi.status == on_socket.status == status
+    assert under_wsgi.json()["detail"] == on_socket.json()["detail"]
+    with HTTPDataClient(port=wsgi_port) as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+def test_wsgi_head_with_a_refused_framing_gets_no_body(serve_wsgi: Callable[..., str]) -> None:
+    port = int(serve_wsgi().rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n")
+        data = b"".join(iter(lambda: sock.recv(65536), b""))  # wsgiref closes after one
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
+    assert body == b""

@@ -23,6 +23,7 @@ import msgspec
 from ._client import HTTPDataClient
 from ._errors import DataServeError
 from ._handler import HTTPDataHandler, route
+from .codecs import JsonCodec
 
 __all__ = ["main"]
 
@@ -257,13 +258,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_argument(text: str) -> object:
+    """``--json TEXT`` decoded by the JSON codec the client sends with, so that ``NaN``,
+    ``Infinity`` and ``-Infinity`` are read as Python's json module writes them (SPEC 3)."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable bytes in argv arrive as lone surrogates
+        raise DataServeError(f"--json is not valid UTF-8 text: {exc.reason}") from exc
+    try:
+        return JsonCodec().decode(data, {})
+    except msgspec.DecodeError as exc:
+        raise DataServeError(f"--json is not valid JSON: {exc}") from exc
+
+
 def _send(args: argparse.Namespace) -> int:
     payload: object = None
     if args.json is not None:
-        try:
-            payload = msgspec.json.decode(args.json)
-        except msgspec.DecodeError as exc:
-            raise DataServeError(f"--json is not valid JSON: {exc}") from exc
+        payload = _json_argument(args.json)
     elif args.text is not None:
         payload = args.text
     token = _token_from_env(args.auth_token_env)

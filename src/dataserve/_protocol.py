@@ -1,8 +1,10 @@
 """Protocol core: turns a request head and body into a reply, with no I/O.
 
-Owns the status table, request-head parsing (strict, RFC 9112), media-type parsing,
-problem+json and codec choice, for the server backends and the client alike. It never sees a
-socket: backends read bytes, hand them here, and write what comes back.
+Owns the semantics above the wire: which methods and targets are served, auth, the statuses of
+the handler's answer, media-type parsing, problem+json and codec choice, for the server
+backends (and, in `raise_for_reply`, the client). It never sees a socket: the wire (`_wire`:
+line splitting, limits, the head grammar, body framing) hands it a parsed, framed head, and
+backends write what comes back. The wire's names used by other modules are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,22 @@ from ._stream import (
     is_binary_file,
     is_text_file,
     stream_size,
+)
+from ._wire import (
+    CHUNK_TAIL,
+    LAST_CHUNK,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_REQUEST_LINE,
+    STATUS_PHRASES,
+    HTTPError,
+    RequestHead,
+    asks_to_close,
+    check_content_length,
+    chunk_head,
+    parse_content_length,
+    parse_fields,
+    parse_request_head,
 )
 from .codecs._base import BytesCodec, Codec
 from .codecs._registry import CodecRegistry
@@ -64,26 +82,6 @@ __all__ = [
 
 _log: Final = logging.getLogger("dataserve")
 
-STATUS_PHRASES: Final[dict[int, str]] = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    411: "Length Required",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    415: "Unsupported Media Type",
-    417: "Expectation Failed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-    505: "HTTP Version Not Supported",
-}
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 OCTET_STREAM: Final = "application/octet-stream"
 _NO_PARAMS: Final[dict[str, str]] = {}
@@ -93,69 +91,11 @@ LEGACY_ACCEPT: Final = ("application/json", "text/plain", "application/octet-str
 
 DEFAULT_MAX_BODY_SIZE: Final = 1 << 30
 """1 GiB: the largest request body a server accepts unless told otherwise."""
-MAX_REQUEST_LINE: Final = 8192
-"""Longest request line accepted (414 beyond)."""
-MAX_HEADERS: Final = 100
-"""Most header fields accepted (431 beyond)."""
-MAX_HEADER_BYTES: Final = 65536
-"""Largest header section accepted, in bytes (431 beyond)."""
-
 _CACHE_LIMIT: Final = 1024
 _CACHEABLE_HEADER: Final = 256  # longer header values are parsed every time, never kept
 MAX_ACCEPT_ITEMS: Final = 32
 """Media types of an ``Accept`` header considered, most preferred first; the rest are ignored."""
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE_BYTE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
-_VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
-_DIGITS: Final = re.compile(r"[0-9]{1,19}")
 _PROBLEM_ENCODER: Final = msgspec.json.Encoder()
-
-
-# -- chunked framing (RFC 9112 section 7.1), encoding side ----------------------------------
-
-LAST_CHUNK: Final = b"0\r\n\r\n"
-"""The last chunk of a chunked body, with an empty trailer section."""
-CHUNK_TAIL: Final = b"\r\n"
-"""What follows each chunk's data."""
-
-
-def chunk_head(size: int) -> bytes:
-    """The chunk-size line that opens a chunk of ``size`` bytes (> 0) in a chunked body.
-
-    A chunk on the wire is ``chunk_head(len(data))``, the data, `CHUNK_TAIL`; the body ends
-    with `LAST_CHUNK`. The data itself is sent from the caller's buffer, never concatenated.
-    """
-    return b"%x\r\n" % size
-
-
-class HTTPError(Exception):
-    """A request rejected with a status; each backend renders it as problem+json in one place.
-
-    Args:
-        status: The HTTP status.
-        detail: A sentence for the ``detail`` member; never the payload or the token.
-        close: Close the connection after the reply (the body was not read, or framing is
-            in doubt).
-        headers: Extra reply headers, e.g. ``Allow``.
-        extra: Extension members of the problem object.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        close: bool = False,
-        headers: tuple[tuple[str, str], ...] = (),
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        super().__init__(status, detail)
-        self.status = status
-        self.detail = detail
-        self.close = close
-        self.headers = headers
-        self.extra = extra
 
 
 class Reply:
@@ -177,27 +117,6 @@ class Reply:
         self.headers = headers
         self.body = body
         self.close = close
-
-
-class RequestHead:
-    """A parsed request head.
-
-    Attributes:
-        method: e.g. ``"PUT"``.
-        target: The request target as sent (``/xdata?q=1``).
-        version: ``(1, 1)`` or ``(1, 0)``.
-        headers: Field names lower-cased; repeated fields joined with ``", "``.
-    """
-
-    __slots__ = ("headers", "method", "target", "version")
-
-    def __init__(
-        self, method: str, target: str, version: tuple[int, int], headers: dict[str, str]
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
 
 
 class Request:
@@ -238,48 +157,6 @@ class Request:
         self.keep_alive = keep_alive
 
 
-_TRANSFER_CODING: Final = re.compile(
-    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-    r"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*[^\x00-\x1f\x7f,;]+)*"
-)
-
-
-def _check_transfer_coding(value: str, version: tuple[int, int]) -> None:
-    """Accept a request's ``Transfer-Encoding`` only if it is exactly ``chunked``.
-
-    Raises:
-        HTTPError: 400 when the final coding is not ``chunked`` (the body's end cannot be
-            known, RFC 9112 6.3), when ``chunked`` is applied twice, for a malformed list, or
-            in an HTTP/1.0 request (RFC 9112 6.1: faulty framing); 501 when ``chunked``
-            follows a coding the server does not apply, such as ``gzip, chunked``. All close
-            the connection.
-    """
-    if version < (1, 1):
-        raise HTTPError(
-            400, "Transfer-Encoding in an HTTP/1.0 request; send a Content-Length", close=True
-        )
-    codings = [item.strip(" \t") for item in value.split(",")]
-    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty items ignored
-    if not codings or codings[-1].lower() != "chunked":
-        raise HTTPError(
-            400,
-            f"Transfer-Encoding {value[:80]!r} does not end in chunked, so the body's end "
-            "cannot be known; send it chunked or with a Content-Length",
-            close=True,
-        )
-    applied = codings[:-1]
-    if not applied:
-        return
-    if any(c.lower() == "chunked" or not _TRANSFER_CODING.fullmatch(c) for c in applied):
-        raise HTTPError(400, f"malformed Transfer-Encoding {value[:80]!r}", close=True)
-    raise HTTPError(
-        501,
-        f"Transfer-Encoding {value[:80]!r}: this server applies no coding but chunked; "
-        "send the body unencoded (chunked or with a Content-Length)",
-        close=True,
-    )
-
-
 _TOKEN_TEXT: Final = re.compile(r"[\x21-\x7e]+")
 
 
@@ -295,82 +172,6 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
-
-
-def asks_to_close(connection: str | None) -> bool:
-    """Whether a ``Connection`` header holds the token ``close`` (RFC 9110 7.6.1).
-
-    Args:
-        connection: The header's value as received, or ``None`` when absent.
-    Returns:
-        ``True`` for ``"close"`` or ``"Keep-Alive, Close"``; ``False`` for ``None``, ``""``
-        or a token that merely contains the word (``"x-close-later"``).
-    """
-    if not connection:
-        return False
-    value = connection.lower()
-    if value == "close":  # the usual case, settled without splitting
-        return True
-    return "close" in value and any(token.strip() == "close" for token in value.split(","))
-
-
-def parse_content_length(value: str) -> int | None:
-    """The length a ``Content-Length`` value announces, or ``None`` if it is not 1 to 19
-    ASCII digits (RFC 9110 8.6: no sign, no spaces, no other digits such as ``'²'``)."""
-    return int(value) if _DIGITS.fullmatch(value) else None
-
-
-def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
-    """Parse a request line and header lines (each without its CRLF) strictly, per RFC 9112.
-
-    Raises:
-        HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
-            than 1.0 and 1.1. Every such error closes the connection.
-    """
-    parts = request_line.split(b" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
-        raise HTTPError(400, "malformed request line", close=True)
-    method, target, raw_version = parts
-    version = _VERSIONS.get(raw_version)
-    if version is None:
-        if _VERSION_SHAPE.fullmatch(raw_version):
-            raise HTTPError(
-                505,
-                f"HTTP version {raw_version.decode()} is not supported; use HTTP/1.1",
-                close=True,
-            )
-        raise HTTPError(400, "malformed HTTP version in request line", close=True)
-    if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
-        raise HTTPError(400, "control character in request target", close=True)
-    headers = _parse_fields(header_lines)
-    if version == (1, 1) and "host" not in headers:
-        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
-    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
-
-
-def _parse_fields(header_lines: list[bytes]) -> dict[str, str]:
-    """Parse header field lines (without CRLF); names lower-cased, repeats joined by ", "."""
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
-            # Covers obs-fold (a line starting with whitespace) and "Name : value".
-            raise HTTPError(400, "malformed header line", close=True)
-        value = value.strip(b" \t")
-        if _BAD_VALUE_BYTE.search(value):
-            raise HTTPError(400, "control character in a header value", close=True)
-        key = name.decode("ascii").lower()
-        text = value.decode("latin-1")
-        if key in headers:
-            if key == "content-length":
-                if headers[key] != text:
-                    raise HTTPError(400, "conflicting Content-Length headers", close=True)
-                continue
-            if key == "host":
-                raise HTTPError(400, "more than one Host header", close=True)
-            text = f"{headers[key]}, {text}"
-        headers[key] = text
-    return headers
 
 
 # RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): a control byte is malformed.
@@ -391,7 +192,7 @@ def parse_response_head(
     match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
-    return int(match[1]), int(match[2]), _parse_fields(header_lines)
+    return int(match[1]), int(match[2]), parse_fields(header_lines)
 
 
 _media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}
@@ -562,8 +363,8 @@ class ServerCore:
         handler: The handler instance.
         registry: The codecs the server decodes (an allow-list) and encodes with.
         auth_token: If set, every PUT must carry ``Authorization: Bearer <token>``.
-        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here,
-            a chunked body's total by the shell's `ChunkedDecoder` built with it.
+        max_body_size: Largest request body, in bytes: the ``Content-Length`` checked here
+            (with the wire's `check_content_length`), a chunked body's total by the wire.
         expose_tracebacks: Put the handler's traceback in 500 replies (debugging only).
     """
 
@@ -590,7 +391,8 @@ class ServerCore:
     # -- head ------------------------------------------------------------------------------
 
     def check_head(self, head: RequestHead) -> Request:
-        """Check everything that can be checked before the body is read.
+        """Check everything that can be checked before the body is read, on a head the wire
+        has framed (`frame_request`: its framing errors come first).
 
         Returns:
             The request, with the codec that will decode its body (``None`` for HEAD).
@@ -599,25 +401,10 @@ class ServerCore:
                 chunked, or 400 for ambiguous framing.
         """
         headers = head.headers
-        # HTTP/1.0 clients are served and their connection closed.
-        keep_alive = head.version == (1, 1) and not asks_to_close(headers.get("connection"))
+        keep_alive = head.keep_alive  # framed by the wire (frame_request), as is the body
+        length = head.length
+        chunked = head.chunked
         method = head.method
-        framing = headers.get("content-length")
-        coding = headers.get("transfer-encoding")
-        chunked = False
-        if coding is not None:
-            if framing is not None:
-                raise HTTPError(
-                    400,
-                    "both Transfer-Encoding and Content-Length; "
-                    "refused to prevent request smuggling",
-                    close=True,
-                )
-            _check_transfer_coding(coding, head.version)
-            chunked = True
-        length = -1 if framing is None else parse_content_length(framing)
-        if length is None:
-            raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
         if method == "HEAD":
             # A HEAD's body is never read: the connection closes after the reply (drained).
             return Request(head.target, 0, None, {}, (), keep_alive and length <= 0 and not chunked)
@@ -644,12 +431,7 @@ class ServerCore:
                 "a PUT needs a Content-Length or a chunked body (Transfer-Encoding: chunked)",
                 close=True,
             )
-        if length > self.max_body_size:
-            raise HTTPError(
-                413,
-                f"body of {length} bytes is over this server's limit of {self.max_body_size} bytes",
-                close=True,
-            )
+        check_content_length(length, self.max_body_size)
         codec, media_type, params = codec_for_content_type(
             self.registry, headers.get("content-type")
         )
@@ -674,7 +456,7 @@ class ServerCore:
             params,
             parse_accept(accept) if accept else LEGACY_ACCEPT,
             keep_alive,
-            expect is not None and head.version == (1, 1),
+            head.expect_continue,
             chunked,
             stream,
         )

@@ -1,9 +1,14 @@
 """HTTPDataServer and run_http_server: the threaded stdlib-socket backend.
 
 Same model as ``http.server.ThreadingHTTPServer`` (one thread per connection, blocking
-sockets) with a leaner request path: the head is read with a buffered reader and parsed by the
-protocol core, and a small reply goes out in one write. No networking decision lives here
-that the core could make.
+sockets with a timeout) with a leaner request path. This module is a shell: it moves bytes
+between a socket and the wire's `ServerConnection` (which splits lines, applies the limits,
+frames bodies and replies, and keeps what follows a message), hands heads and bodies to the
+`ServerCore`, and owns only what needs a socket, a thread or a clock: accepting, TLS,
+deadlines (408, idle and request timeouts, by the reaper thread), evictions at
+``max_connections``, lingering closes, and sending (a small reply in one write, a file with
+``sendfile``). A whole small request that arrives in one read is one receive, one parse, one
+handler call and one send.
 """
 
 from __future__ import annotations
@@ -30,21 +35,12 @@ from . import _unix
 from ._handler import HTTPDataHandler, instantiate_handler
 from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
-    CHUNK_TAIL,
     DEFAULT_MAX_BODY_SIZE,
-    LAST_CHUNK,
-    MAX_HEADER_BYTES,
-    MAX_HEADERS,
-    MAX_REQUEST_LINE,
-    STATUS_PHRASES,
-    HTTPError,
     Reply,
     Request,
     ServerCore,
     _resource_of,
-    chunk_head,
     error_reply,
-    parse_request_head,
 )
 from ._stream import (
     DRAIN_LIMIT,
@@ -61,7 +57,15 @@ from ._stream import (
     read_whole,
     send_file_region,
 )
-from ._wire import ChunkedDecoder
+from ._wire import (
+    END_OF_MESSAGE,
+    NEED_DATA,
+    Data,
+    HTTPError,
+    RequestHead,
+    ServerConnection,
+    parse_request_head,
+)
 from .codecs._registry import CodecRegistry, default_registry
 
 __all__ = [
@@ -110,72 +114,55 @@ def _http_date(now: float, _cache: list[Any] = [0, b""]) -> bytes:  # noqa: B006
     return value
 
 
-_prefixes: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
-
-
-def _head(reply: Reply, length: int) -> bytes:
-    """The reply head: status line and headers, with framing, ending in the blank line."""
-    prefix = _head_prefix(reply)
-    end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
-    return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, _http_date(time.time()), end)
-
-
-def _head_prefix(reply: Reply) -> bytes:
-    """The status line and the reply's own headers (framing excluded), cached."""
-    key = (reply.status, reply.headers)
-    prefix = _prefixes.get(key)
-    if prefix is None:
-        lines = [f"HTTP/1.1 {reply.status} {STATUS_PHRASES.get(reply.status, '')}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in reply.headers]
-        prefix = "".join(lines).encode("latin-1")
-        if len(_prefixes) >= 256:
-            _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
-        _prefixes[key] = prefix
-    return prefix
-
-
-def _send(sock: socket.socket, reply: Reply, *, head_only: bool = False) -> None:
+def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> None:
+    """Send a reply: its head from the wire (framing, ``Connection``, no body for HEAD),
+    then its body."""
     body = reply.body
     if body.__class__ is FileBody:
-        _send_file(sock, reply, body, head_only)
+        _send_file(sock, wire, reply, body)
         return
     length = _body_length(body)
-    send_message(sock, _head(reply, length), body, 0 if head_only else length)
+    head = wire.reply_head(
+        reply.status, reply.headers, length, close=reply.close, date=_http_date(time.time())
+    )
+    send_message(sock, head, body, length if wire.reply_has_body else 0)
 
 
-def _send_file(sock: socket.socket, reply: Reply, body: FileBody, head_only: bool) -> None:
+def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: FileBody) -> None:
     """Stream a file a handler returned, then close it (also when the client went away).
 
     With a known size, it goes out with its ``Content-Length``: from the kernel
     (``sendfile``, zero-copy) for a regular file on a plain TCP socket, otherwise in chunks
     read into one reused buffer (TLS, ``BytesIO``, ...). A small one goes out in one write with
-    the head. A file of unknown size (a pipe) goes out chunked, or delimited by closing the
-    connection when the reply closes it anyway (so an HTTP/1.0 peer can read it).
+    the head. A file of unknown size (a pipe) goes out framed as the wire says: chunked, or
+    delimited by closing the connection when the reply closes it anyway (so an HTTP/1.0 peer
+    can read it).
     """
     try:
         size = body.size
-        if head_only:
-            sock.sendall(_head(reply, size or 0))
+        head = wire.reply_head(
+            reply.status, reply.headers, size, close=reply.close, date=_http_date(time.time())
+        )
+        if not wire.reply_has_body:
+            sock.sendall(head)
         elif size is None:
-            framing = b"" if reply.close else b"Transfer-Encoding: chunked\r\n"
-            end = b"Connection: close\r\n\r\n" if reply.close else b"\r\n"
-            sock.sendall(_head_prefix(reply) + framing + _http_date(time.time()) + end)
+            sock.sendall(head)
             chunks = FileChunks(body.file, None)
             while chunk := chunks.next():
-                if reply.close:
-                    sock.sendall(chunk)
-                else:
-                    sock.sendall(chunk_head(len(chunk)))
-                    sock.sendall(chunk)
-                    sock.sendall(CHUNK_TAIL)
-            if not reply.close:
-                sock.sendall(LAST_CHUNK)
+                before, after = wire.piece_framing(len(chunk))
+                if before:
+                    sock.sendall(before)
+                sock.sendall(chunk)
+                if after:
+                    sock.sendall(after)
+            if end := wire.end_of_body():
+                sock.sendall(end)
         elif size <= ONE_WRITE_LIMIT:
             data = read_whole(body.file, size)
-            send_message(sock, _head(reply, size), data, size)
+            send_message(sock, head, data, size)
         else:
             offset = kernel_offset(body.file) if sock.__class__ is socket.socket else None
-            sock.sendall(_head(reply, size))
+            sock.sendall(head)
             if offset is not None:
                 send_file_region(sock, body.file, offset, size)
             else:
@@ -221,8 +208,9 @@ class _Connection:
         "busy",
         "deadline",
         "evicted",
+        "idle_cut",
+        "idle_deadline",
         "idle_since",
-        "is_head",
         "line",
         "linger",
         "peer",
@@ -243,7 +231,8 @@ class _Connection:
         self.deadline: float | None = None  # while a request is arriving
         self.timed_out = False  # set by the reaper, which then cuts the read side
         self.linger = False  # answered before its body was read: drain before closing
-        self.is_head = False  # the request being served is a HEAD: replies carry no body
+        self.idle_deadline = float("inf")  # when it has waited too long for a request
+        self.idle_cut = False  # set by the reaper past idle_deadline, which cuts the read side
         self.thread: threading.Thread | None = None
 
 
@@ -548,18 +537,23 @@ class HTTPDataServer:
             self._stopped.set()
 
     def _reap(self) -> None:
-        """Cut the read side of connections whose request is past its deadline (slowloris)."""
-        interval = min(1.0, self.request_timeout / 4)
+        """Cut the read side of connections whose request is past its deadline (slowloris),
+        and of those idle past ``idle_timeout`` (their threads wake and close them)."""
+        interval = min(1.0, self.request_timeout / 4, self.idle_timeout / 4)
         while not self._closing.wait(interval):
             now = time.monotonic()
             with self._lock:  # _serve_one clears a deadline under it: no cut after that
                 late = [c for c in self._connections if c.deadline is not None and now > c.deadline]
                 for conn in late:
                     conn.timed_out = True
-            for conn in late:
+                idle = [c for c in self._connections if not c.busy and now > c.idle_deadline]
+                for conn in idle:
+                    conn.idle_cut = True
+                cut = [conn.sock for conn in late + idle]
+            for sock in cut:
                 # The blocked reader wakes with what it has; the write side stays open for 408.
                 with contextlib.suppress(OSError):
-                    socket.socket.shutdown(conn.sock, socket.SHUT_RD)
+                    socket.socket.shutdown(sock, socket.SHUT_RD)
 
     def start(self) -> Self:
         """Serve in a background thread; returns once the server accepts connections."""
@@ -676,6 +670,7 @@ class HTTPDataServer:
         victim = None
         with self._lock:
             conn = _Connection(sock, next(self._ticks), peer)
+            conn.idle_deadline = time.monotonic() + self.idle_timeout
             full = len(self._connections) >= self.max_connections
             if full:
                 victim = self._longest_idle()
@@ -731,7 +726,7 @@ class HTTPDataServer:
         reply = error_reply(HTTPError(503, detail, close=True))
         try:
             sock.settimeout(0.5)
-            _send(sock, reply)
+            _send(sock, ServerConnection(0), reply)
         except OSError:
             _close(sock)
             return
@@ -800,8 +795,10 @@ class HTTPDataServer:
     def _serve_socket(self, conn: _Connection) -> None:
         sock = conn.sock
         try:
+            # One timeout for the connection's life: it bounds each wait for bytes or for
+            # the peer to take them. The idle limit between requests is the reaper's.
+            sock.settimeout(self.request_timeout)
             if self._ssl_context is not None:
-                sock.settimeout(self.request_timeout)
                 sock = self._ssl_context.wrap_socket(
                     sock, server_side=True, do_handshake_on_connect=False
                 )
@@ -811,51 +808,49 @@ class HTTPDataServer:
                 if evicted:
                     return
                 sock.do_handshake()
-            with cast(io.BufferedReader, sock.makefile("rb", _READ_BUFFER)) as rfile:
-                while self._serve_one(conn, sock, rfile):
-                    pass
+            wire = ServerConnection(self._core.max_body_size)
+            while self._serve_one(conn, sock, wire):
+                wire.start_next_cycle()
         except (OSError, ValueError):
             pass  # the peer went away or the socket was cut by shutdown()
         except Exception:  # pragma: no cover - a bug in dataserve itself
             _log.exception("dataserve: unexpected error serving a connection")
 
-    def _serve_one(self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader) -> bool:
+    def _serve_one(self, conn: _Connection, sock: socket.socket, wire: ServerConnection) -> bool:
         """Serve one request; return whether the connection stays open."""
-        sock.settimeout(self.idle_timeout)
-        try:
-            if not rfile.peek(1):  # wait for the first byte of the next request
-                return False
-        except TimeoutError:
-            return False  # idle keep-alive connection: close quietly
+        if not wire.has_trailing_data:  # else a pipelined request is already here
+            while True:  # wait for the first byte of the next request
+                try:
+                    data = sock.recv(_READ_BUFFER)
+                    break
+                except TimeoutError:
+                    continue  # idle: the reaper cuts the connection at its idle_timeout
+            if not data:
+                return False  # closed by the peer, or cut (idle, evicted, shutting down)
+            wire.receive_data(data)
         # From the first byte on, the whole request must arrive by the deadline, however
         # slowly it trickles: the reaper thread cuts the read side once it has passed.
         with self._lock:  # shutdown() and evictions take connections that are not busy
-            if conn.evicted:
-                return False  # closed to make room an instant ago: the peer will reconnect
+            if conn.evicted or conn.idle_cut:
+                return False  # closed to make room (or idle) an instant ago: the peer reconnects
             closing = self._closing.is_set()
             conn.busy = True
         access = self._access_log  # None unless access_log=True
         started = 0.0 if access is None else time.perf_counter()
         conn.deadline = time.monotonic() + self.request_timeout
-        conn.is_head = rfile.peek(5).startswith(b"HEAD ")
         request: Request | None = None
         try:
-            sock.settimeout(self.request_timeout)
             try:
                 if not closing:
-                    request = self._read_head(conn, rfile)
+                    request = self._read_head(conn, sock, wire)
                 if request is None or self._closing.is_set():
                     raise HTTPError(503, "the server is shutting down; try again later", close=True)
-                length = request.content_length
-                if request.expect_continue and (length or request.chunked):
-                    sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if head := wire.continue_response():
+                    sock.sendall(head)
                 if request.stream:  # a BinaryIO route reads the body itself, as it arrives
-                    return self._serve_streamed(conn, sock, rfile, request)
-                if request.chunked:
-                    body = _read_chunked(rfile, self._core.max_body_size)
-                else:
-                    body = rfile.read(length) if length else b""
-                if body is None or len(body) < length:
+                    return self._serve_streamed(conn, sock, wire, request)
+                body = _read_body(sock, wire)
+                if body is None:
                     if conn.timed_out:
                         raise TimeoutError
                     return False  # the peer closed mid-body: nobody to answer
@@ -864,31 +859,34 @@ class HTTPDataServer:
             except (HTTPError, TimeoutError) as exc:
                 error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
                 reply = error_reply(error)
-                _send(sock, reply, head_only=conn.is_head)
+                _send(sock, wire, reply)
                 if access is not None:
-                    out = 0 if conn.is_head else len(reply.body)
+                    if request is None:
+                        conn.line = wire.request_line  # what was refused, without its headers
+                    out = len(reply.body) if wire.reply_has_body else 0
                     self._log_access(conn, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
-                conn.linger = error.close and error is not _TIMEOUT_ERROR
-                return not error.close
+                conn.linger = wire.must_close and error is not _TIMEOUT_ERROR
+                return not wire.must_close
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
-            _send(sock, reply, head_only=request.codec is None)
+            _send(sock, wire, reply)
             if access is not None:
-                out = 0 if request.codec is None else _body_length(reply.body)
-                self._log_access(conn, request, reply.status, length, out, started)
+                out = _body_length(reply.body) if wire.reply_has_body else 0
+                self._log_access(conn, request, reply.status, wire.received, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
-            conn.linger = reply.close and request.codec is None
-            return not reply.close
+            conn.linger = wire.must_close and request.codec is None
+            return not wire.must_close
         finally:
             conn.idle_since = next(self._ticks)  # before busy is cleared: never a stale tick
+            conn.idle_deadline = time.monotonic() + self.idle_timeout
             conn.busy = False
             conn.deadline = None
 
     def _serve_streamed(
-        self, conn: _Connection, sock: socket.socket, rfile: io.BufferedReader, request: Request
+        self, conn: _Connection, sock: socket.socket, wire: ServerConnection, request: Request
     ) -> bool:
         """Serve a request whose route reads its body as a stream; return whether the
         connection stays open.
@@ -902,13 +900,9 @@ class HTTPDataServer:
             conn.deadline = None
             timed_out = conn.timed_out
         if timed_out:
-            _send(sock, error_reply(_TIMEOUT_ERROR))
+            _send(sock, wire, error_reply(_TIMEOUT_ERROR))
             return False
-        source: _SocketBody | _ChunkedSocketBody
-        if request.chunked:
-            source = _ChunkedSocketBody(conn, rfile, self._core.max_body_size, self.request_timeout)
-        else:
-            source = _SocketBody(conn, rfile, request.content_length, self.request_timeout)
+        source = _WireBody(conn, sock, wire, self.request_timeout)
         stream = RequestBody(source, self._core.max_body_size)
         reply = self._core.handle(request, stream)
         if isinstance(stream.error, BodyCutShort):
@@ -920,238 +914,184 @@ class HTTPDataServer:
         if self._closing.is_set() or conn.timed_out:
             reply.close = True
         try:
-            _send(sock, reply)
+            _send(sock, wire, reply)
         except TimeoutError:
             return False  # the client stopped reading the reply
         # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
         # that can destroy this reply before it is read. (A timed-out read side is cut.)
-        conn.linger = reply.close and not stream.at_end and not conn.timed_out
-        return not reply.close
+        conn.linger = wire.must_close and not stream.at_end and not conn.timed_out
+        return not wire.must_close
 
-    def _readline(self, conn: _Connection, rfile: io.BufferedReader, limit: int) -> bytes:
-        line = rfile.readline(limit)
-        if not line.endswith(b"\r\n") and conn.timed_out:
-            raise TimeoutError
-        return line
-
-    def _read_head(self, conn: _Connection, rfile: io.BufferedReader) -> Request:
-        line = self._readline(conn, rfile, MAX_REQUEST_LINE + 1)
-        for _ in range(4):  # RFC 9112 2.2: ignore empty lines before a request line
-            if line != b"\r\n":
-                break
-            line = self._readline(conn, rfile, MAX_REQUEST_LINE + 1)
-        if not line.endswith(b"\r\n"):
-            if len(line) > MAX_REQUEST_LINE:
-                raise HTTPError(
-                    414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True
-                )
-            if not line:
-                raise OSError("connection closed before a request line")
-            raise HTTPError(400, "request line not terminated by CRLF", close=True)
-        try:
-            return self._read_fields(conn, rfile, line)
-        except (HTTPError, TimeoutError):
-            conn.line = line  # for the access log: what was refused, without its headers
-            raise
-
-    def _read_fields(self, conn: _Connection, rfile: io.BufferedReader, line: bytes) -> Request:
-        header_lines: list[bytes] = []
-        total = 0
+    def _read_head(self, conn: _Connection, sock: socket.socket, wire: ServerConnection) -> Request:
+        """Move bytes into the wire until it has a request head; check it in the core."""
         while True:
-            header = self._readline(conn, rfile, MAX_HEADER_BYTES + 1)
-            if header == b"\r\n":
-                break
-            total += len(header)
-            if total > MAX_HEADER_BYTES or len(header_lines) >= MAX_HEADERS:
-                raise HTTPError(
-                    431,
-                    f"request headers over {MAX_HEADERS} fields or {MAX_HEADER_BYTES} bytes",
-                    close=True,
-                )
-            if not header.endswith(b"\r\n"):
-                if not header:
-                    raise OSError("connection closed in the request head")
-                raise HTTPError(400, "header line not terminated by CRLF", close=True)
-            header_lines.append(header[:-2])
-        head = parse_request_head(line[:-2], header_lines)
-        return self._core.check_head(head)
+            event = wire.next_event()
+            if isinstance(event, RequestHead):
+                return self._core.check_head(event)
+            if event is NEED_DATA:
+                wire.receive_data(sock.recv(_READ_BUFFER))
+                continue
+            if conn.timed_out:  # the reaper cut the read side at the deadline
+                raise TimeoutError
+            raise OSError("connection closed in the request head")
 
 
-class _SocketBody:
-    """A streamed request body on the threaded server: at most ``length`` bytes of the
-    connection's buffered reader.
+def _read_body(sock: socket.socket, wire: ServerConnection) -> bytes | None:
+    """Move a request body's bytes from the socket through the wire; the body, or ``None``
+    if the stream ended before it (the peer closed, or the reaper cut the read side).
+
+    A large ``Content-Length`` body is read into one buffer: what the wire already holds is
+    copied in, the rest goes straight from the socket into place (no second copy).
+
+    Raises:
+        HTTPError: From the wire: the body breaks a rule or a limit.
+        TimeoutError: No byte arrived for the socket's timeout.
+    """
+    pieces: list[bytes] = []
+    while True:
+        event = wire.next_event()
+        if isinstance(event, Data):
+            pieces.append(event.data)
+        elif event is END_OF_MESSAGE:
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        elif event is NEED_DATA:
+            pending = wire.data_pending
+            if pending >= _DIRECT_READ and wire.head is not None and not wire.head.chunked:
+                body = _read_into_one(sock, pieces, pending)
+                if body is None:
+                    return None
+                wire.data_read_directly(pending)
+                pieces = [body]
+            else:
+                wire.receive_data(sock.recv(max(_READ_BUFFER, min(pending, _BODY_READ))))
+        else:
+            return None  # ConnectionClosed: cut short
+
+
+_DIRECT_READ: Final = 256 * 1024  # bodies still missing this much are read into one buffer
+_BODY_READ: Final = 1 << 20  # the most asked of one receive inside a body
+
+
+class _PrefixedSocket(io.RawIOBase):
+    """What a body buffer is filled from: the pieces already received, then exactly
+    ``count`` more bytes of the socket (never past the body's end)."""
+
+    def __init__(self, sock: socket.socket, pieces: list[bytes], count: int) -> None:
+        self._sock = sock
+        self._pieces = pieces
+        self._offset = 0
+        self._count = count
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pieces:
+            piece = self._pieces[0]
+            take = min(len(view), len(piece) - self._offset)
+            view[:take] = piece[self._offset : self._offset + take]
+            self._offset += take
+            if self._offset == len(piece):
+                self._pieces.pop(0)
+                self._offset = 0
+            return take
+        wanted = min(len(view), self._count)
+        if wanted <= 0:
+            return 0
+        count = self._sock.recv_into(view, wanted)
+        self._count -= count
+        return count
+
+
+def _read_into_one(sock: socket.socket, pieces: list[bytes], count: int) -> bytes | None:
+    """The pieces and the next ``count`` bytes of the socket as one ``bytes`` object, filled
+    in place (by the C reader); ``None`` if the socket ended first."""
+    total = sum(map(len, pieces)) + count
+    with io.BufferedReader(_PrefixedSocket(sock, list(pieces), count), _READ_BUFFER) as reader:
+        data = reader.read(total)
+    return data if len(data) == total else None
+
+
+class _WireBody(Read1Source):
+    """A streamed request body on the threaded server: the connection's bytes moved through
+    the wire (which owns the framing and ``max_body_size``); bytes after the body stay in
+    the wire for the next request.
 
     Each wait for bytes may last ``request_timeout`` (the socket's timeout, per receive; the
     reaper's whole-request deadline is not set), so the whole body may take as long as it
-    needs as long as it keeps moving.
+    needs as long as it keeps moving. A read returns at least one body byte unless the body
+    has ended; it may wait more than once to get through the framing lines before them.
     """
 
-    __slots__ = ("_conn", "_rfile", "_timeout", "length", "remaining")
+    __slots__ = ("_conn", "_ended", "_ready", "_sock", "_start", "_timeout", "_wire")
 
     def __init__(
-        self, conn: _Connection, rfile: io.BufferedReader, length: int, timeout: float
+        self, conn: _Connection, sock: socket.socket, wire: ServerConnection, timeout: float
     ) -> None:
         self._conn = conn
-        self._rfile = rfile
+        self._sock = sock
+        self._wire = wire
         self._timeout = timeout
-        self.length = length
-        self.remaining = length
-
-    def exhausted(self) -> bool:
-        return self.remaining <= 0
-
-    def read(self, size: int, /) -> bytes:
-        return self._bytes(self._rfile.read, size, whole=True)
-
-    def read1(self, size: int, /) -> bytes:
-        return self._bytes(self._rfile.read1, size, whole=False)
-
-    def readinto(self, view: memoryview, /) -> int:
-        return self._into(self._rfile.readinto, view, whole=True)
-
-    def readinto1(self, view: memoryview, /) -> int:
-        return self._into(self._rfile.readinto1, view, whole=False)
-
-    def _bytes(self, read: Callable[[int], bytes], size: int, *, whole: bool) -> bytes:
-        wanted = min(size, self.remaining)
-        if wanted <= 0:
-            return b""
-        try:
-            data = read(wanted)
-        except TimeoutError:
-            raise self._stalled() from None
-        self.remaining -= len(data)
-        if len(data) < wanted and (whole or not data):  # EOF before the body's end
-            raise self._cut_short()
-        return data
-
-    def _into(self, readinto: Callable[[memoryview], int], view: memoryview, *, whole: bool) -> int:
-        wanted = min(len(view), self.remaining)
-        if wanted <= 0:
-            return 0
-        try:
-            count = readinto(view[:wanted])
-        except TimeoutError:
-            raise self._stalled() from None
-        self.remaining -= count
-        if count < wanted and (whole or not count):  # EOF before the body's end
-            raise self._cut_short()
-        return count
-
-    def _stalled(self) -> BodyTimeout:
-        return BodyTimeout(
-            f"no byte of the request body arrived for {self._timeout} s "
-            f"({self.length - self.remaining} of {self.length} bytes had)"
-        )
-
-    def _cut_short(self) -> OSError:
-        if self._conn.timed_out:  # the reaper cut the read side
-            return self._stalled()
-        return BodyCutShort(
-            f"the client closed the connection after {self.length - self.remaining} "
-            f"of {self.length} body bytes"
-        )
-
-
-class _ChunkedSocketBody(Read1Source):
-    """A streamed chunked request body on the threaded server: the connection's bytes moved
-    through the `ChunkedDecoder` (which owns the framing and ``max_body_size``), never read
-    past the message's end (the next request stays in the reader).
-
-    Each wait for bytes may last ``request_timeout``, as for `_SocketBody`. A read returns at
-    least one body byte unless the body has ended; it may wait more than once to get through
-    the framing lines before them.
-    """
-
-    __slots__ = ("_conn", "_decoder", "_ready", "_rfile", "_start", "_timeout")
-
-    def __init__(
-        self, conn: _Connection, rfile: io.BufferedReader, max_body_size: int, timeout: float
-    ) -> None:
-        self._conn = conn
-        self._rfile = rfile
-        self._timeout = timeout
-        self._decoder = ChunkedDecoder(max_body_size)
-        self._ready = b""  # decoded body bytes not yet delivered, from _start on
+        self._ready = b""  # body bytes not yet delivered, from _start on
         self._start = 0
+        self._ended = False
 
     def exhausted(self) -> bool:
-        return self._decoder.done and self._start >= len(self._ready)
+        return self._start >= len(self._ready) and (self._ended or self._wire.body_complete)
 
     def read1(self, size: int, /) -> bytes:
         if self._start >= len(self._ready):
+            if self._ended:
+                return b""
             self._fill(size)
         start = self._start
-        piece = self._ready[start : start + size]
+        piece = self._ready if not start and len(self._ready) <= size else None
+        if piece is None:
+            piece = self._ready[start : start + size]
         self._start = start + len(piece)
         return piece
 
     def _fill(self, size: int) -> None:
-        decoder = self._decoder
-        rfile = self._rfile
+        wire = self._wire
         self._ready, self._start = b"", 0
         try:
-            while not decoder.done:
-                pending = decoder.data_pending
-                if pending:  # chunk data only: reading this much cannot pass the body's end
-                    data = rfile.read1(min(pending, max(size, 1)))
-                    if not data:
-                        raise self._cut_short()
-                    parts = decoder.feed(data)
-                else:
-                    data = rfile.peek(1)  # what is buffered, or one read; consumed as used
-                    if not data:
-                        raise self._cut_short()
-                    parts = decoder.feed(data)
-                    rfile.read(len(data) - len(decoder.leftover))
-                if parts:
-                    self._ready = parts[0] if len(parts) == 1 else b"".join(parts)
+            while True:
+                event = wire.next_event()
+                if isinstance(event, Data):
+                    self._ready = event.data
                     return
+                if event is END_OF_MESSAGE:
+                    self._ended = True
+                    return
+                if event is NEED_DATA:
+                    wanted = max(_READ_BUFFER, min(size, wire.data_pending, _BODY_READ))
+                    wire.receive_data(self._sock.recv(wanted))
+                    continue
+                raise self._cut_short()
         except TimeoutError:
             raise BodyTimeout(
-                f"no byte of the chunked request body arrived for {self._timeout} s "
-                f"({decoder.received} body bytes had)"
+                f"no byte of the request body arrived for {self._timeout} s "
+                f"({wire.received} body bytes had)"
             ) from None
-        except HTTPError as error:  # the decoder's: a broken rule or the size limit
+        except HTTPError as error:  # the wire's: a broken rule or the size limit
             if error.status == 413:
                 raise BodyTooLarge(error.detail) from None
             raise BodyRejected(error.status, error.detail) from None
 
     def _cut_short(self) -> OSError:
-        if self._conn.timed_out:
-            return BodyTimeout(f"no byte of the chunked request body arrived for {self._timeout} s")
+        received = self._wire.received
+        if self._conn.timed_out:  # the reaper cut the read side
+            return BodyTimeout(f"no byte of the request body arrived for {self._timeout} s")
+        head = self._wire.head
+        if head is not None and not head.chunked:
+            return BodyCutShort(
+                f"the client closed the connection after {received} of {head.length} body bytes"
+            )
         return BodyCutShort(
             "the client closed the connection before the end of the chunked body "
-            f"({self._decoder.received} body bytes had arrived)"
+            f"({received} body bytes had arrived)"
         )
-
-
-def _read_chunked(rfile: io.BufferedReader, max_body_size: int) -> bytes | None:
-    """Move a chunked body's bytes from ``rfile`` into the decoder (which owns the framing).
-
-    Returns:
-        The body, or ``None`` if the stream ended before it (the peer closed, or the reaper
-        cut the read side at the request deadline). Bytes after the body stay in ``rfile``.
-    Raises:
-        HTTPError: From the decoder: the body breaks a rule or a limit.
-    """
-    decoder = ChunkedDecoder(max_body_size)
-    parts: list[bytes] = []
-    while True:
-        pending = decoder.data_pending
-        if pending:  # chunk data only: reading exactly this much cannot pass the body's end
-            data = rfile.read(pending)
-            parts += decoder.feed(data)
-            if len(data) < pending:
-                return None
-            continue
-        data = rfile.peek(1)  # what is buffered, or one read: consumed below as far as used
-        if not data:
-            return None
-        parts += decoder.feed(data)
-        rfile.read(len(data) - len(decoder.leftover))
-        if decoder.done:
-            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 _TIMEOUT_ERROR: Final = HTTPError(

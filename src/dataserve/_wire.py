@@ -1,35 +1,411 @@
-"""Wire framing with no I/O: the chunked transfer coding of request bodies (RFC 9112 7.1).
+"""The wire, with no I/O: HTTP/1.1 messages as bytes, for the server side of a connection.
 
-Owns the chunk grammar (the chunk-size line and its extensions, the CRLF after each chunk's
-data, the last chunk and the trailer section), the limits on each, the body-size limit, and
-where the message ends in the bytes received. It never sees a socket, a thread or a clock: a
-shell feeds it the bytes it receives, in pieces of any size, and gets the body bytes back;
-the deadline for the whole request stays the shell's.
+Owns what HTTP/1.1 says about bytes (RFC 9112): the status table, line splitting and the CR/LF
+rules, the request-line and header-section limits (414, 431), the head grammar, the framing
+of a request body (``Content-Length``, ``Transfer-Encoding: chunked`` and its chunk grammar,
+request smuggling refused), ``max_body_size`` (413), keep-alive and the ``Connection``
+tokens, ``100 Continue``, HEAD (known from the parsed method), the reply head and the framing
+of a reply body, and what is left over after a message (pipelining).
+
+In h11's shape: a `ServerConnection` takes the bytes a shell received and hands out events (a
+request head, body data, the end of the message), and turns a reply into the bytes to send. It
+never sees a socket, a thread or a clock: the shell moves the bytes, keeps the deadlines and
+passes in the ``Date`` line; the semantics (methods, auth, codecs, statuses of the handler's
+answer) are `ServerCore`'s (`_protocol`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, cast
 
-from ._protocol import MAX_HEADER_BYTES, MAX_HEADERS, HTTPError
+__all__ = [
+    "CHUNK_TAIL",
+    "CONTINUE",
+    "END_OF_MESSAGE",
+    "LAST_CHUNK",
+    "MAX_CHUNK_EXTENSIONS",
+    "MAX_CHUNK_LINE",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "MAX_REQUEST_LINE",
+    "NEED_DATA",
+    "STATUS_PHRASES",
+    "ChunkedDecoder",
+    "ConnectionClosed",
+    "Data",
+    "EndOfMessage",
+    "Event",
+    "HTTPError",
+    "NeedData",
+    "RequestHead",
+    "ServerConnection",
+    "asks_to_close",
+    "check_body_total",
+    "check_content_length",
+    "chunk_head",
+    "frame_request",
+    "parse_content_length",
+    "parse_fields",
+    "parse_request_head",
+    "unterminated_chunked_error",
+]
 
-__all__ = ["MAX_CHUNK_EXTENSIONS", "MAX_CHUNK_LINE", "ChunkedDecoder"]
+STATUS_PHRASES: Final[dict[int, str]] = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    417: "Expectation Failed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",  # from a proxy in front (nginx), never from dataserve itself
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+}
+
+MAX_REQUEST_LINE: Final = 8192
+"""Longest request line accepted (414 beyond)."""
+MAX_HEADERS: Final = 100
+"""Most header fields accepted (431 beyond)."""
+MAX_HEADER_BYTES: Final = 65536
+"""Largest header section accepted, in bytes (431 beyond)."""
+
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_BYTE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
+_VERSION_SHAPE: Final = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+
+
+# -- chunked framing (RFC 9112 section 7.1), encoding side ----------------------------------
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+"""The last chunk of a chunked body, with an empty trailer section."""
+CHUNK_TAIL: Final = b"\r\n"
+"""What follows each chunk's data."""
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""The interim reply that tells a client waiting with ``Expect: 100-continue`` to send."""
+
+
+def chunk_head(size: int) -> bytes:
+    """The chunk-size line that opens a chunk of ``size`` bytes (> 0) in a chunked body.
+
+    A chunk on the wire is ``chunk_head(len(data))``, the data, `CHUNK_TAIL`; the body ends
+    with `LAST_CHUNK`. The data itself is sent from the caller's buffer, never concatenated.
+    """
+    return b"%x\r\n" % size
+
+
+class HTTPError(Exception):
+    """A request rejected with a status; each backend renders it as problem+json in one place.
+
+    Args:
+        status: The HTTP status.
+        detail: A sentence for the ``detail`` member; never the payload or the token.
+        close: Close the connection after the reply (the body was not read, or framing is
+            in doubt).
+        headers: Extra reply headers, e.g. ``Allow``.
+        extra: Extension members of the problem object.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        close: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.close = close
+        self.headers = headers
+        self.extra = extra
+
+
+class RequestHead:
+    """A parsed request head, with the framing of its body (see `frame_request`).
+
+    Attributes:
+        method: e.g. ``"PUT"``.
+        target: The request target as sent (``/xdata?q=1``).
+        version: ``(1, 1)`` or ``(1, 0)``.
+        headers: Field names lower-cased; repeated fields joined with ``", "``.
+        length: The ``Content-Length`` announced, or ``-1`` when there is none.
+        chunked: The body is chunked (``Transfer-Encoding: chunked``).
+        keep_alive: HTTP/1.1 without the ``close`` token in ``Connection``.
+        expect_continue: An HTTP/1.1 request that asked for ``100 Continue``.
+
+    A head the `ServerConnection` hands out may be shared by later requests with the same
+    bytes (it is cached): treat it as read-only.
+    """
+
+    __slots__ = (
+        "chunked",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "length",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self, method: str, target: str, version: tuple[int, int], headers: dict[str, str]
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.length = -1
+        self.chunked = False
+        self.keep_alive = version == (1, 1)
+        self.expect_continue = False
+
+
+_TRANSFER_CODING: Final = re.compile(
+    r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    r"(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*[^\x00-\x1f\x7f,;]+)*"
+)
+
+
+def _check_transfer_coding(value: str, version: tuple[int, int]) -> None:
+    """Accept a request's ``Transfer-Encoding`` only if it is exactly ``chunked``.
+
+    Raises:
+        HTTPError: 400 when the final coding is not ``chunked`` (the body's end cannot be
+            known, RFC 9112 6.3), when ``chunked`` is applied twice, for a malformed list, or
+            in an HTTP/1.0 request (RFC 9112 6.1: faulty framing); 501 when ``chunked``
+            follows a coding the server does not apply, such as ``gzip, chunked``. All close
+            the connection.
+    """
+    if version < (1, 1):
+        raise HTTPError(
+            400, "Transfer-Encoding in an HTTP/1.0 request; send a Content-Length", close=True
+        )
+    codings = [item.strip(" \t") for item in value.split(",")]
+    codings = [coding for coding in codings if coding]  # RFC 9110 5.6.1: empty items ignored
+    if not codings or codings[-1].lower() != "chunked":
+        raise HTTPError(
+            400,
+            f"Transfer-Encoding {value[:80]!r} does not end in chunked, so the body's end "
+            "cannot be known; send it chunked or with a Content-Length",
+            close=True,
+        )
+    applied = codings[:-1]
+    if not applied:
+        return
+    if any(c.lower() == "chunked" or not _TRANSFER_CODING.fullmatch(c) for c in applied):
+        raise HTTPError(400, f"malformed Transfer-Encoding {value[:80]!r}", close=True)
+    raise HTTPError(
+        501,
+        f"Transfer-Encoding {value[:80]!r}: this server applies no coding but chunked; "
+        "send the body unencoded (chunked or with a Content-Length)",
+        close=True,
+    )
+
+
+def asks_to_close(connection: str | None) -> bool:
+    """Whether a ``Connection`` header holds the token ``close`` (RFC 9110 7.6.1).
+
+    Args:
+        connection: The header's value as received, or ``None`` when absent.
+    Returns:
+        ``True`` for ``"close"`` or ``"Keep-Alive, Close"``; ``False`` for ``None``, ``""``
+        or a token that merely contains the word (``"x-close-later"``).
+    """
+    if not connection:
+        return False
+    value = connection.lower()
+    if value == "close":  # the usual case, settled without splitting
+        return True
+    return "close" in value and any(token.strip() == "close" for token in value.split(","))
+
+
+def parse_content_length(value: str) -> int | None:
+    """The length a ``Content-Length`` value announces, or ``None`` if it is not 1 to 19
+    ASCII digits (RFC 9110 8.6: no sign, no spaces, no other digits such as ``'²'``)."""
+    return int(value) if _DIGITS.fullmatch(value) else None
+
+
+def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> RequestHead:
+    """Parse a request line and header lines (each without its CRLF) strictly, per RFC 9112.
+
+    Raises:
+        HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
+            than 1.0 and 1.1. Every such error closes the connection.
+    """
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise HTTPError(400, "malformed request line", close=True)
+    method, target, raw_version = parts
+    version = _VERSIONS.get(raw_version)
+    if version is None:
+        if _VERSION_SHAPE.fullmatch(raw_version):
+            raise HTTPError(
+                505,
+                f"HTTP version {raw_version.decode()} is not supported; use HTTP/1.1",
+                close=True,
+            )
+        raise HTTPError(400, "malformed HTTP version in request line", close=True)
+    if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
+        raise HTTPError(400, "control character in request target", close=True)
+    headers = parse_fields(header_lines)
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+
+
+def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
+    """Parse header field lines (without CRLF); names lower-cased, repeats joined by ", ".
+
+    Raises:
+        HTTPError: 400 for a malformed line, a control byte in a value, conflicting
+            ``Content-Length`` values or a repeated ``Host``.
+    """
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        field = _field_cache.get(line)
+        if field is None:
+            field = _parse_field(line)
+        key, text = field
+        if key in headers:
+            if key == "content-length":
+                if headers[key] != text:
+                    raise HTTPError(400, "conflicting Content-Length headers", close=True)
+                continue
+            if key == "host":
+                raise HTTPError(400, "more than one Host header", close=True)
+            text = f"{headers[key]}, {text}"
+        headers[key] = text
+    return headers
+
+
+_field_cache: dict[bytes, tuple[str, str]] = {}
+_FIELD_CACHE_LIMIT: Final = 1024
+_CACHEABLE_FIELD: Final = 256
+
+
+def _parse_field(line: bytes) -> tuple[str, str]:
+    """One field line: its name lower-cased and its value; remembered, since the same lines
+    recur on every request of a client (only the ``Content-Length`` tends to change)."""
+    name, colon, value = line.partition(b":")
+    if not colon or not _TOKEN.fullmatch(name):
+        # Covers obs-fold (a line starting with whitespace) and "Name : value".
+        raise HTTPError(400, "malformed header line", close=True)
+    value = value.strip(b" \t")
+    if _BAD_VALUE_BYTE.search(value):
+        raise HTTPError(400, "control character in a header value", close=True)
+    field = (name.decode("ascii").lower(), value.decode("latin-1"))
+    if len(line) <= _CACHEABLE_FIELD:
+        if len(_field_cache) >= _FIELD_CACHE_LIMIT:
+            _field_cache.clear()
+        _field_cache[line] = field
+    return field
+
+
+def frame_request(head: RequestHead) -> RequestHead:
+    """Settle how a request's body is framed and whether its connection may stay open.
+
+    Sets ``length``, ``chunked``, ``keep_alive`` and ``expect_continue`` on the head (and
+    returns it). Used by the `ServerConnection` and, on a head rebuilt from a WSGI environ,
+    by the WSGI adapter, so that both frame a body alike.
+
+    Raises:
+        HTTPError: 400 for both ``Transfer-Encoding`` and ``Content-Length`` (no request
+            smuggling), an invalid ``Content-Length``, or a ``Transfer-Encoding`` that is not
+            exactly ``chunked`` (501 for ``gzip, chunked``). All close the connection.
+    """
+    headers = head.headers
+    framing = headers.get("content-length")
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if framing is not None:
+            raise HTTPError(
+                400,
+                "both Transfer-Encoding and Content-Length; refused to prevent request smuggling",
+                close=True,
+            )
+        _check_transfer_coding(coding, head.version)
+        head.chunked = True
+    elif framing is not None:
+        length = parse_content_length(framing)
+        if length is None:
+            raise HTTPError(400, f"invalid Content-Length {framing!r}", close=True)
+        head.length = length
+    if head.version == (1, 1):
+        connection = headers.get("connection")
+        head.keep_alive = connection is None or not asks_to_close(connection)
+        expect = headers.get("expect")
+        head.expect_continue = expect is not None and expect.lower() == "100-continue"
+    else:  # HTTP/1.0 clients are served and their connection closed.
+        head.keep_alive = False
+    return head
+
+
+def check_content_length(length: int, max_body_size: int) -> None:
+    """Refuse a ``Content-Length`` over the limit before any of the body is read.
+
+    Raises:
+        HTTPError: 413, closing the connection (the body is left unread).
+    """
+    if length > max_body_size:
+        raise HTTPError(
+            413,
+            f"body of {length} bytes is over this server's limit of {max_body_size} bytes",
+            close=True,
+        )
+
+
+def check_body_total(total: int, max_body_size: int) -> None:
+    """Refuse a body without a ``Content-Length`` as soon as its bytes pass the limit.
+
+    Raises:
+        HTTPError: 413, closing the connection.
+    """
+    if total > max_body_size:
+        raise HTTPError(
+            413, f"chunked body over this server's limit of {max_body_size} bytes", close=True
+        )
+
+
+def unterminated_chunked_error() -> HTTPError:
+    """The error for a chunked body whose end the server cannot see: a WSGI server that
+    hands the body over without de-chunking it (no ``wsgi.input_terminated``)."""
+    return HTTPError(
+        411,
+        "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
+        "send the body with a Content-Length, or serve with gunicorn",
+        close=True,
+    )
+
 
 MAX_CHUNK_LINE: Final = 8192
 """Longest chunk-size line, extensions and CRLF included (400 beyond)."""
 MAX_CHUNK_EXTENSIONS: Final = 65536
 """Most bytes of chunk-size lines after the size digits in one body (400 beyond)."""
 
-_TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 # chunk-size [ chunk-ext ] CRLF, where chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] )
 _CHUNK_LINE: Final = re.compile(
     rb"([0-9A-Fa-f]+)((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)\r\n"
-    % (_TOKEN, _TOKEN, _QUOTED)
+    % (_TOKEN.pattern, _TOKEN.pattern, _QUOTED)
 )
 # field-line CRLF, as in the head: a token, a colon, a value without control bytes but HTAB.
-_TRAILER_LINE: Final = re.compile(rb"%s:[^\x00-\x08\x0a-\x1f\x7f]*\r\n" % _TOKEN)
+_TRAILER_LINE: Final = re.compile(rb"%s:[^\x00-\x08\x0a-\x1f\x7f]*\r\n" % _TOKEN.pattern)
 
 _SIZE: Final = 0  # reading a chunk-size line
 _DATA: Final = 1  # reading a chunk's data
@@ -174,12 +550,7 @@ class ChunkedDecoder:
                 400, f"chunk extensions over {MAX_CHUNK_EXTENSIONS} bytes in one body", close=True
             )
         size = int(match[1], 16)
-        if size > self.max_body_size - self.received:
-            raise HTTPError(
-                413,
-                f"chunked body over this server's limit of {self.max_body_size} bytes",
-                close=True,
-            )
+        check_body_total(self.received + size, self.max_body_size)
         self.received += size
         if size:
             self._remaining = size
@@ -198,3 +569,498 @@ class ChunkedDecoder:
         if not _TRAILER_LINE.fullmatch(line):
             raise HTTPError(400, "malformed trailer field", close=True)
         return False
+
+
+# -- the server side of a connection ---------------------------------------------------------
+
+
+class NeedData:
+    """Event: nothing more can be said until more bytes arrive (`NEED_DATA`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+class EndOfMessage:
+    """Event: the request body is complete (`END_OF_MESSAGE`); the reply may follow."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END_OF_MESSAGE"
+
+
+class Data:
+    """Event: the next bytes of the request body.
+
+    Attributes:
+        data: The bytes, in order; a received piece that is all body comes back uncopied.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Data(<{len(self.data)} bytes>)"
+
+
+class ConnectionClosed:
+    """Event: the peer closed its side; no more requests come on this connection.
+
+    Attributes:
+        mid_message: Bytes of a request had arrived (a head or body cut short), so a shell
+            that knows the request ran out of time answers 408; otherwise nobody waits for
+            an answer.
+    """
+
+    __slots__ = ("mid_message",)
+
+    def __init__(self, mid_message: bool) -> None:
+        self.mid_message = mid_message
+
+    def __repr__(self) -> str:
+        return f"ConnectionClosed(mid_message={self.mid_message})"
+
+
+NEED_DATA: Final = NeedData()
+END_OF_MESSAGE: Final = EndOfMessage()
+_CLOSED_IDLE: Final = ConnectionClosed(False)
+_CLOSED_MID: Final = ConnectionClosed(True)
+
+Event = RequestHead | Data | EndOfMessage | NeedData | ConnectionClosed
+"""What `ServerConnection.next_event` hands out."""
+
+_S_HEAD: Final = 0  # waiting for a request head
+_S_BODY: Final = 1  # inside a body framed by Content-Length
+_S_CHUNKED: Final = 2  # inside a chunked body
+_S_END: Final = 3  # the body is complete; END_OF_MESSAGE not yet handed out
+_S_DONE: Final = 4  # the message is received; the reply is awaited
+_S_REPLIED: Final = 5  # the reply head is out: start_next_cycle(), or close
+_S_CLOSED: Final = 6  # a broken rule or the peer's close: no more events
+
+_MAX_SKIPPED_LINES: Final = 4  # RFC 9112 2.2: empty lines before a request line are ignored
+_head_cache: dict[bytes, RequestHead] = {}
+_HEAD_CACHE_LIMIT: Final = 256
+_CACHEABLE_HEAD: Final = 1024
+_prefixes: dict[tuple[int, tuple[tuple[str, str], ...]], bytes] = {}
+_CLOSE_END: Final = b"Connection: close\r\n\r\n"
+
+
+class ServerConnection:
+    """The server side of one HTTP/1.1 connection, with no I/O (h11's ``Connection`` shape).
+
+    Bytes in, events out: `receive_data` takes what the shell received (``b""`` for the
+    peer's close) and `next_event` hands out, in order, a `RequestHead` (parsed by
+    `parse_request_head`, framed by `frame_request`), `Data` pieces of its body, then
+    `END_OF_MESSAGE`; `NEED_DATA` while more bytes are needed, `ConnectionClosed` once the
+    peer has closed. A request that breaks a rule or a limit raises `HTTPError` with the
+    status to answer and ``close=True``: 400 (malformed, a bare LF, framing), 414 (request
+    line over `MAX_REQUEST_LINE`), 431 (header section over `MAX_HEADERS` fields or
+    `MAX_HEADER_BYTES` bytes), 413 (a body over ``max_body_size``: a ``Content-Length`` when
+    the body is first asked for, a chunked one as soon as its chunk sizes pass it), 501, 505.
+
+    Events in, bytes out: `continue_response` gives ``100 Continue`` to send before reading
+    the body the client holds back; `reply_head` gives the reply head with its framing
+    (``Content-Length``, chunked, or delimited by the close) and settles `must_close`
+    (HTTP/1.0, the ``close`` token, a body not read to its end, or the reply's own wish) and
+    `reply_has_body` (not for HEAD, known from the parsed method); `piece_framing` and
+    `end_of_body` frame a reply body of unknown size. After the reply, `start_next_cycle`
+    serves the next request from the bytes left over (pipelining).
+
+    One per connection; not thread-safe.
+
+    Args:
+        max_body_size: Most request body bytes accepted (413 beyond).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_decoder",
+        "_eof",
+        "_header_bytes",
+        "_lines",
+        "_method",
+        "_pos",
+        "_raw",
+        "_remaining",
+        "_scan",
+        "_searched",
+        "_sent_continue",
+        "_skipped",
+        "_state",
+        "chunked_reply",
+        "head",
+        "max_body_size",
+        "must_close",
+        "received",
+        "reply_has_body",
+    )
+
+    def __init__(self, max_body_size: int) -> None:
+        self.max_body_size = max_body_size
+        self.head: RequestHead | None = None
+        """The head of the request being served, once it has arrived."""
+        self.received = 0
+        """Body bytes of the current request handed out so far."""
+        self.must_close = False
+        """Set by `reply_head`, or by a broken rule: close once the reply is sent."""
+        self.reply_has_body = True
+        """Set by `reply_head`: false for a reply to HEAD (its body is not sent)."""
+        self.chunked_reply = False
+        """Set by `reply_head`: the reply body goes out chunked (see `piece_framing`)."""
+        self._buf = b""  # received bytes, from _pos on not yet used
+        self._pos = 0
+        self._eof = False
+        self._state = _S_HEAD
+        self._remaining = 0  # Content-Length body bytes still to come
+        self._decoder: ChunkedDecoder | None = None
+        self._raw = b""  # the head's bytes as received (its request line: request_line)
+        self._skipped = 0  # empty lines skipped before this request line
+        self._searched = 0  # bytes of the head (from _pos) searched for its end
+        self._scan = 0  # bytes of the head (from _pos) whose lines were checked
+        self._lines = 0  # lines checked so far (the request line included)
+        self._header_bytes = 0  # bytes of the header lines checked so far
+        self._sent_continue = False
+        self._method = ""  # of a head refused by the grammar, from its request line alone
+
+    @property
+    def request_line(self) -> bytes:
+        """The request line of the current request once it has arrived whole, else ``b""``
+        (for a log line about a request refused in its head)."""
+        return self._raw.partition(b"\r\n")[0]
+
+    @property
+    def trailing_data(self) -> bytes:
+        """The bytes received and not yet used (the start of the next request, pipelined)."""
+        return bytes(self._buf[self._pos :])
+
+    @property
+    def has_trailing_data(self) -> bool:
+        """Whether bytes received are waiting to be used (a pipelined request)."""
+        return self._pos < len(self._buf)
+
+    @property
+    def body_complete(self) -> bool:
+        """Whether the current request's body has arrived whole (or it has none)."""
+        return self._state in (_S_END, _S_DONE)
+
+    @property
+    def data_pending(self) -> int:
+        """Body bytes that must still arrive, beyond those received: a shell may read this
+        many straight from its transport (see `data_read_directly`); they cannot reach past
+        the end of the message. 0 outside a body, and while a chunk-size line is expected."""
+        if self._state == _S_BODY:
+            return max(0, self._remaining - (len(self._buf) - self._pos))
+        if self._state == _S_CHUNKED and self._pos >= len(self._buf):
+            return cast(ChunkedDecoder, self._decoder).data_pending
+        return 0
+
+    # -- bytes in, events out ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Take the next bytes received, in pieces of any size; ``b""`` means the peer closed."""
+        if not data:
+            self._eof = True
+        elif self._pos >= len(self._buf):
+            self._buf = data
+            self._pos = 0
+        else:
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+
+    def data_read_directly(self, count: int) -> None:
+        """Count ``count`` body bytes (at most `data_pending`) that the shell read straight
+        from its transport into its own buffer, instead of passing them through
+        `receive_data` (to assemble a large body in one buffer without a copy)."""
+        if self._state != _S_BODY or count > self.data_pending:
+            raise RuntimeError("data_read_directly: more bytes than the body has left")
+        self._remaining -= count
+        self.received += count
+        if not self._remaining:
+            self._state = _S_END
+
+    def next_event(self) -> Event:
+        """The next event the bytes received so far make out.
+
+        Returns:
+            A `RequestHead`, `Data`, `END_OF_MESSAGE`, `NEED_DATA` or a `ConnectionClosed`.
+        Raises:
+            HTTPError: The request breaks a rule or a limit (see the class docstring); the
+                connection can no longer be trusted and must close after the reply.
+            RuntimeError: Called after the end of the message, before `start_next_cycle`.
+        """
+        try:
+            state = self._state
+            if state == _S_HEAD:
+                return self._next_head()
+            if state == _S_BODY:
+                return self._next_data()
+            if state == _S_CHUNKED:
+                return self._next_chunked()
+            if state == _S_END:
+                self._state = _S_DONE
+                return END_OF_MESSAGE
+        except HTTPError:
+            if self.head is None and self._raw:  # refused in its head: a HEAD still gets no body
+                self._method = _method_of(self.request_line)
+            self._state = _S_CLOSED
+            self.must_close = True
+            raise
+        raise RuntimeError("next_event: the request has ended; reply, then start_next_cycle()")
+
+    def _closed(self, mid_message: bool) -> ConnectionClosed:
+        self._state = _S_CLOSED
+        self.must_close = True
+        return _CLOSED_MID if mid_message else _CLOSED_IDLE
+
+    def _next_head(self) -> RequestHead | NeedData | ConnectionClosed:
+        buf = self._buf
+        pos = self._pos
+        while self._skipped < _MAX_SKIPPED_LINES and buf.startswith(b"\r\n", pos):
+            pos += 2
+            self._skipped += 1
+            self._pos = pos
+        end = buf.find(b"\r\n\r\n", max(pos, pos + self._searched - 3))
+        if end < 0:
+            self._searched = len(buf) - pos
+            self._check_lines(buf, pos, len(buf))
+            if self._eof:
+                return self._closed(len(buf) > pos or self._skipped > 0)
+            return NEED_DATA
+        raw = buf[pos:end]
+        self._raw = raw
+        self._pos = end + 4
+        head = _head_cache.get(raw)  # the same bytes as a head served before: checked then
+        if head is None:
+            if buf.count(b"\n", pos, end + 2) != buf.count(b"\r\n", pos, end + 2):
+                self._check_lines(buf, pos, end + 2)  # raises 400 (or 414, 431) at a bare LF
+            try:
+                head = _parse_head(raw)
+            except HTTPError as error:
+                if error.status == 414:
+                    self._raw = b""  # no request line to tell of
+                raise
+            self.head = head  # parsed: a reply to a HEAD whose framing is refused has no body
+            frame_request(head)
+            if len(raw) <= _CACHEABLE_HEAD:
+                if len(_head_cache) >= _HEAD_CACHE_LIMIT:
+                    _head_cache.clear()
+                _head_cache[raw] = head
+        self.head = head
+        if head.chunked:
+            self._decoder = ChunkedDecoder(self.max_body_size)
+            self._state = _S_CHUNKED
+        elif head.length > 0:
+            self._remaining = head.length
+            self._state = _S_BODY
+        else:
+            self._state = _S_END
+        return head
+
+    def _check_lines(self, buf: bytes, pos: int, end: int) -> None:
+        """Check the lines of a head not yet whole (from where the last check stopped): a
+        bare LF, or a limit already passed, is refused without waiting for the rest."""
+        scan = pos + self._scan
+        while (newline := buf.find(b"\n", scan, end)) >= 0:
+            ended_by_crlf = newline > scan and buf[newline - 1] == 13
+            if self._lines == 0:
+                if newline - scan > MAX_REQUEST_LINE + 1:
+                    raise HTTPError(
+                        414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True
+                    )
+                if not ended_by_crlf:
+                    raise HTTPError(400, "request line not terminated by CRLF", close=True)
+                self._raw = buf[scan : newline + 1]
+            else:
+                self._header_bytes += newline + 1 - scan
+                if self._header_bytes > MAX_HEADER_BYTES or self._lines > MAX_HEADERS:
+                    raise _headers_too_large()
+                if not ended_by_crlf:
+                    raise HTTPError(400, "header line not terminated by CRLF", close=True)
+            self._lines += 1
+            scan = newline + 1
+        self._scan = scan - pos
+        partial = end - scan
+        if self._lines == 0:
+            if partial > MAX_REQUEST_LINE + 1:
+                raise HTTPError(
+                    414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True
+                )
+        elif self._header_bytes + partial > MAX_HEADER_BYTES + 1:
+            raise _headers_too_large()
+
+    def _next_data(self) -> Data | NeedData | ConnectionClosed:
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if not self.received:
+            check_content_length(self._remaining, self.max_body_size)
+        if not available:
+            return self._closed(True) if self._eof else NEED_DATA
+        take = min(available, self._remaining)
+        piece = buf if take == len(buf) else buf[pos : pos + take]
+        self._pos = pos + take
+        self._remaining -= take
+        self.received += take
+        if not self._remaining:
+            self._state = _S_END
+        return Data(piece)
+
+    def _next_chunked(self) -> Data | EndOfMessage | NeedData | ConnectionClosed:
+        decoder = cast(ChunkedDecoder, self._decoder)
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            return self._closed(True) if self._eof else NEED_DATA
+        parts = decoder.feed(buf if not pos else buf[pos:])
+        if decoder.done:
+            self._buf, self._pos = decoder.leftover, 0
+            self._state = _S_END
+        else:
+            self._buf, self._pos = b"", 0
+        self.received = decoder.received
+        if parts:
+            return Data(parts[0] if len(parts) == 1 else b"".join(parts))
+        if decoder.done:
+            self._state = _S_DONE
+            return END_OF_MESSAGE
+        return NEED_DATA
+
+    # -- events in, bytes out ------------------------------------------------------------
+
+    def continue_response(self) -> bytes:
+        """`CONTINUE` if the client waits for it before sending the body (``Expect:
+        100-continue`` in HTTP/1.1, a body to come, not yet sent), else ``b""``. Call it
+        once the request is accepted and its body will be read; a request refused before
+        its body gets its reply instead (and the connection closes)."""
+        head = self.head
+        if (
+            head is not None
+            and head.expect_continue
+            and not self._sent_continue
+            and self._state in (_S_BODY, _S_CHUNKED)
+        ):
+            self._sent_continue = True
+            return CONTINUE
+        return b""
+
+    def reply_head(
+        self,
+        status: int,
+        headers: tuple[tuple[str, str], ...],
+        length: int | None,
+        *,
+        close: bool = False,
+        date: bytes = b"",
+    ) -> bytes:
+        """The head of the reply to the current request (or to bytes refused before one).
+
+        Args:
+            status: The status code.
+            headers: The reply's own fields (framing and ``Connection`` excluded).
+            length: The body's size, or ``None`` for a body of unknown size (then sent
+                chunked, or delimited by closing the connection when it closes anyway).
+            close: The reply itself asks to close the connection.
+            date: The ``Date`` field line with its CRLF, from the shell's clock.
+        Returns:
+            The status line and fields, ending in the blank line. Sets `must_close`,
+            `reply_has_body` and `chunked_reply`.
+        """
+        head = self.head
+        must_close = (
+            close
+            or self.must_close
+            or head is None
+            or not head.keep_alive
+            or self._state not in (_S_END, _S_DONE)
+        )
+        self.must_close = must_close
+        method = self._method if head is None else head.method
+        self.reply_has_body = method != "HEAD"
+        self._state = _S_REPLIED
+        prefix = _prefixes.get((status, headers))
+        if prefix is None:
+            prefix = _head_prefix(status, headers)
+        end = _CLOSE_END if must_close else b"\r\n"
+        if length is not None:
+            self.chunked_reply = False
+            return b"%sContent-Length: %d\r\n%s%s" % (prefix, length, date, end)
+        self.chunked_reply = not must_close
+        framing = b"Transfer-Encoding: chunked\r\n" if self.chunked_reply else b""
+        return b"%s%s%s%s" % (prefix, framing, date, end)
+
+    def piece_framing(self, size: int) -> tuple[bytes, bytes]:
+        """What goes before and after the next ``size`` bytes (> 0) of a reply body of
+        unknown size: a chunk's size line and its CRLF, or nothing when the close delimits
+        the body."""
+        return (chunk_head(size), CHUNK_TAIL) if self.chunked_reply else (b"", b"")
+
+    def end_of_body(self) -> bytes:
+        """What ends a reply body of unknown size: the last chunk, or nothing."""
+        return LAST_CHUNK if self.chunked_reply else b""
+
+    def start_next_cycle(self) -> None:
+        """Get ready for the next request on this connection, from the bytes left over.
+
+        Raises:
+            RuntimeError: No reply was made yet, or the connection must close.
+        """
+        if self._state != _S_REPLIED or self.must_close:
+            raise RuntimeError("start_next_cycle: reply first, on a connection that stays open")
+        self._state = _S_HEAD
+        self.head = None
+        self.received = 0
+        self._decoder = None
+        self._raw = b""
+        self._skipped = self._searched = self._scan = self._lines = self._header_bytes = 0
+        self._sent_continue = False
+        self._method = ""
+
+
+def _method_of(request_line: bytes) -> str:
+    """The method of a request line that parses on its own (its head did not), else ``""``:
+    so that a HEAD refused for a malformed field still gets a reply without a body."""
+    try:
+        return parse_request_head(request_line, [b"Host: -"]).method
+    except HTTPError:
+        return ""
+
+
+def _headers_too_large() -> HTTPError:
+    return HTTPError(
+        431, f"request headers over {MAX_HEADERS} fields or {MAX_HEADER_BYTES} bytes", close=True
+    )
+
+
+def _parse_head(raw: bytes) -> RequestHead:
+    """A whole head (without its final CRLF CRLF, every line ended by CRLF): the limits,
+    then the grammar."""
+    newline = raw.find(b"\r\n")
+    if (newline if newline >= 0 else len(raw)) > MAX_REQUEST_LINE:
+        raise HTTPError(414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True)
+    if newline < 0:
+        line, fields = raw, []
+    else:
+        line = raw[:newline]
+        if len(raw) - newline > MAX_HEADER_BYTES:
+            raise _headers_too_large()
+        fields = raw[newline + 2 :].split(b"\r\n")
+        if len(fields) > MAX_HEADERS:
+            raise _headers_too_large()
+    return parse_request_head(line, fields)
+
+
+def _head_prefix(status: int, headers: tuple[tuple[str, str], ...]) -> bytes:
+    """The status line and a reply's own fields, cached for the statuses and fields that
+    recur."""
+    lines = [f"HTTP/1.1 {status} {STATUS_PHRASES.get(status, '')}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    prefix = "".join(lines).encode("latin-1")
+    if len(_prefixes) >= 256:
+        _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
+    _prefixes[(status, headers)] = prefix
+    return prefix

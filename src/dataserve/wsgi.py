@@ -11,8 +11,10 @@ Run it under gunicorn (many processes behind one port) when one process is not e
     $ gunicorn --workers 4 --bind 127.0.0.1:5001 app:app
 
 Status codes, problem+json bodies, codecs and typed routes are those of the socket server:
-both backends hand requests to one protocol core. Connection handling (keep-alive, timeouts,
-the number of workers and connections) is the WSGI server's: configure it there.
+both backends hand requests to one protocol core, and a body's framing and limits
+(Content-Length or chunked, 411, 413) are decided by the same wire functions (`_wire`).
+Connection handling (keep-alive, timeouts, the number of workers and connections) is the WSGI
+server's: configure it there.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ._stream import (
     RequestBody,
     kernel_offset,
 )
+from ._wire import check_body_total, frame_request, unterminated_chunked_error
 from .codecs._registry import CodecRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -91,9 +94,10 @@ def make_app(
     )
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        is_head = environ.get("REQUEST_METHOD") == "HEAD"
+        head = _head_of(environ)
+        is_head = head.method == "HEAD"  # a reply to HEAD carries no body
         try:
-            request = core.check_head(_head_of(environ))
+            request = core.check_head(frame_request(head))  # framed as the socket server does
             length = request.content_length
             if request.stream:  # a BinaryIO route reads wsgi.input itself, bounded
                 reply = _handle_streamed(core, request, environ)
@@ -132,12 +136,7 @@ def _read_to_end(environ: WSGIEnvironment, max_body_size: int) -> bytes:
             as gunicorn does), since reading on could then block or read past the body.
     """
     if not environ.get("wsgi.input_terminated"):
-        raise HTTPError(
-            411,
-            "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
-            "send the body with a Content-Length, or serve with gunicorn",
-            close=True,
-        )
+        raise unterminated_chunked_error()
     stream = environ["wsgi.input"]
     parts: list[bytes] = []
     total = 0
@@ -146,12 +145,7 @@ def _read_to_end(environ: WSGIEnvironment, max_body_size: int) -> bytes:
         if not part:
             return parts[0] if len(parts) == 1 else b"".join(parts)
         total += len(part)
-        if total > max_body_size:
-            raise HTTPError(
-                413,
-                f"chunked body over this server's limit of {max_body_size} bytes",
-                close=True,
-            )
+        check_body_total(total, max_body_size)  # the wire's limit, as on the socket server
         parts.append(part)
 
 
@@ -172,12 +166,7 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
             at the body's end (see `_read_to_end`).
     """
     if request.chunked and not environ.get("wsgi.input_terminated"):
-        raise HTTPError(
-            411,
-            "this WSGI server does not de-chunk request bodies (no wsgi.input_terminated); "
-            "send the body with a Content-Length, or serve with gunicorn",
-            close=True,
-        )
+        raise unterminated_chunked_error()
     length = None if request.chunked else request.content_length
     stream = RequestBody(_WSGIBody(environ["wsgi.input"], length), core.max_body_size)
     reply = core.handle(request, stream)
@@ -275,7 +264,8 @@ class _FileChunksIterable:
 
 
 def _head_of(environ: WSGIEnvironment) -> RequestHead:
-    """The request head the core expects, rebuilt from a WSGI environ."""
+    """The request head the core expects, rebuilt from a WSGI environ (the WSGI server has
+    parsed it; `frame_request` frames its body as the socket server's wire does)."""
     headers: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
