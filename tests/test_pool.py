@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import urllib3.connection
+from urllib3.exceptions import ClosedPoolError
 
 from dataserve import HTTPDataClient, HTTPDataServer, TransportError
-from dataserve._pool import is_dropped
+from dataserve._pool import Pool, is_dropped
 
 from .conftest import Echo, Gate, ScriptedServer, wait_until_pooled_connections_closed
 
@@ -170,6 +171,16 @@ def test_is_dropped_checks_the_socket_a_connection_holds_now() -> None:
         conn.sock = None
         for sock in (first, second, second_peer):
             sock.close()
+
+
+def test_a_blocking_pool_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ValueError, match="block=False"):
+        Pool("localhost", 1, block=True)
+    pool = Pool("localhost", 1, block=False, maxsize=2)
+    assert pool.idle_connections() == []
+    pool.close()
+    with pytest.raises(ClosedPoolError):
+        pool._get_conn()
 
 
 # -- the bound, threads ----------------------------------------------------------------------

@@ -50,7 +50,10 @@ class FastCheckout(urllib3.HTTPConnectionPool):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.block:
-            raise ValueError("FastCheckout implements only block=False (the client's policy)")
+            raise ValueError(
+                f"{type(self).__name__} for {self.host!r} cannot block: it opens a new "
+                "connection when none is idle; create it with block=False"
+            )
         queue = self.pool
         assert queue is not None
         self._limit: int = queue.maxsize
