@@ -402,6 +402,8 @@ class HTTPDataServer:
     Raises:
         OSError: The port or the socket path is in use (or not usable).
         ValueError: Conflicting or out-of-range options, or a socket path too long.
+        ServerStartedOnImport: Created while ``dataserve serve`` imports the module that
+            creates it (see `ImportGuard`); nothing was bound.
     """
 
     def __init__(
@@ -423,6 +425,11 @@ class HTTPDataServer:
         unix_socket_mode: int = _unix.DEFAULT_MODE,
         access_log: bool = False,
     ) -> None:
+        if ImportGuard.active:  # dataserve serve is importing the module that creates us
+            where = f"unix_socket={unix_socket!r}" if unix_socket is not None else f"port={port!r}"
+            raise ServerStartedOnImport(
+                ImportGuard.active[-1], port, f"HTTPDataServer(..., {where})"
+            )
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
                 "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
@@ -1203,8 +1210,9 @@ def listen_error(exc: OSError, host: str, port: int) -> OSError:
 
 
 class ServerStartedOnImport(BaseException):
-    """`run_http_server` was called while `ImportGuard` was active (``dataserve serve``
-    importing a handler's module); the server was not created, no port was bound.
+    """`run_http_server` was called, or an `HTTPDataServer` created (to ``serve_forever`` or
+    ``start`` it), while `ImportGuard` was active (``dataserve serve`` importing a handler's
+    module); the server was not created, its handler not built, no port or socket bound.
 
     A `BaseException`, so that a module's own ``except Exception`` does not swallow it.
 
@@ -1213,17 +1221,22 @@ class ServerStartedOnImport(BaseException):
         port: The port the module asked for.
     """
 
-    def __init__(self, module: str, port: object) -> None:
+    def __init__(self, module: str, port: object, call: str = "") -> None:
         super().__init__(module, port)
         self.module = module
         self.port = port
+        self.call = call or f"run_http_server({port!r}, ...)"
+        """The call that was refused, as the message shows it: ``run_http_server(5001, ...)``
+        or ``HTTPDataServer(..., port=5001)``."""
 
 
 class ImportGuard:
-    """While active (a ``with`` block), `run_http_server` raises `ServerStartedOnImport`
-    instead of serving: ``dataserve serve`` imports a module to find its handler, and a
-    module that starts a server when imported would otherwise serve (on its own port,
-    ignoring ``--port``) before the command could.
+    """While active (a ``with`` block), `run_http_server` and `HTTPDataServer` raise
+    `ServerStartedOnImport` instead of serving (before any socket is bound): ``dataserve
+    serve`` imports a module to find its handler, and a module that starts a server when
+    imported (``run_http_server(...)``, ``HTTPDataServer(...).serve_forever()`` or
+    ``.start()``) would otherwise serve (on its own port, ignoring ``--port``) before the
+    command could.
 
     Args:
         module: The module about to be imported, for the message.
