@@ -433,3 +433,32 @@ def test_head_refused_in_its_head_gets_a_reply_without_a_body(data: bytes) -> No
         other.next_event()
     other.reply_head(400, (), 100)
     assert other.reply_has_body
+
+
+@pytest.mark.parametrize(
+    ("data", "start"),
+    [
+        (b"PUT /a?q=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", ("PUT", "/a?q=1")),
+        (b"PUT /b HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", ("PUT", "/b")),
+        (b"GET /c HTTP/1.1\r\n\r\n", ("GET", "/c")),  # no Host: the line alone
+        (b"PUT /d HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", ("PUT", "/d")),  # a bare LF in a field
+        (b"PUT /e HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", ("PUT", "/e")),
+        (b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Le", ("PUT", "/f")),  # cut short in the head
+        (b"PUT /g HTTP/3.0\r\nHost: t\r\n\r\n", None),  # 505: no valid request line
+        (b"PUT /h\r\nHost: t\r\n\r\n", None),
+        (b"PUT /" + b"i" * MAX_REQUEST_LINE + b" HTTP/1.1\r\n\r\n", None),  # 414
+    ],
+)
+def test_request_start_tells_method_and_target_of_a_head_refused_or_cut_short(
+    data: bytes, start: tuple[str, str] | None
+) -> None:
+    wire = ServerConnection(LIMIT)
+    assert wire.request_start is None  # nothing received yet
+    wire.receive_data(data)
+    wire.receive_data(b"")  # the peer's close: a head cut short stays cut short
+    try:
+        event = wire.next_event()
+    except HTTPError:
+        event = None
+    assert isinstance(event, (RequestHead, ConnectionClosed)) or event is None
+    assert wire.request_start == start

@@ -64,7 +64,6 @@ from ._wire import (
     HTTPError,
     RequestHead,
     ServerConnection,
-    parse_request_head,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -114,21 +113,22 @@ def _http_date(now: float, _cache: list[Any] = [0, b""]) -> bytes:  # noqa: B006
     return value
 
 
-def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> None:
+def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> int:
     """Send a reply: its head from the wire (framing, ``Connection``, no body for HEAD),
-    then its body."""
+    then its body; return the body bytes sent (for the access log)."""
     body = reply.body
     if body.__class__ is FileBody:
-        _send_file(sock, wire, reply, body)
-        return
+        return _send_file(sock, wire, reply, body)
     length = _body_length(body)
     head = wire.reply_head(
         reply.status, reply.headers, length, close=reply.close, date=_http_date(time.time())
     )
-    send_message(sock, head, body, length if wire.reply_has_body else 0)
+    sent = length if wire.reply_has_body else 0
+    send_message(sock, head, body, sent)
+    return sent
 
 
-def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: FileBody) -> None:
+def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: FileBody) -> int:
     """Stream a file a handler returned, then close it (also when the client went away).
 
     With a known size, it goes out with its ``Content-Length``: from the kernel
@@ -145,7 +145,8 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
         )
         if not wire.reply_has_body:
             sock.sendall(head)
-        elif size is None:
+            return 0
+        if size is None:
             sock.sendall(head)
             chunks = FileChunks(body.file, None)
             while chunk := chunks.next():
@@ -157,7 +158,8 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
                     sock.sendall(after)
             if end := wire.end_of_body():
                 sock.sendall(end)
-        elif size <= ONE_WRITE_LIMIT:
+            return chunks.done
+        if size <= ONE_WRITE_LIMIT:
             data = read_whole(body.file, size)
             send_message(sock, head, data, size)
         else:
@@ -169,6 +171,7 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
                 chunks = FileChunks(body.file, size)
                 while chunk := chunks.next():
                     sock.sendall(chunk)
+        return size
     except (FileEndedEarly, TypeError) as exc:
         reason = (
             f"it ended after {exc.done} of its {exc.size} bytes (it shrank while being sent)"
@@ -211,7 +214,6 @@ class _Connection:
         "idle_cut",
         "idle_deadline",
         "idle_since",
-        "line",
         "linger",
         "peer",
         "sock",
@@ -223,7 +225,6 @@ class _Connection:
     def __init__(self, sock: socket.socket, idle_since: int, peer: object = None) -> None:
         self.sock = sock
         self.peer = peer  # the client's address, as accept() gave it
-        self.line = b""  # the request line of a request refused in its head (access log)
         self.busy = False  # between the first byte of a request and the end of its reply
         self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
         self.evicted = False  # closed to make room (under the server's lock): serve no more
@@ -739,28 +740,29 @@ class HTTPDataServer:
             return
         self._lingerer.add(sock)
         if self._access_log is not None:
-            self._log_access(conn, None, 503, 0, len(reply.body), started)
+            self._log_access(conn, None, None, 503, 0, len(reply.body), started)
 
     def _log_access(
         self,
         conn: _Connection,
+        wire: ServerConnection | None,
         request: Request | None,
         status: int,
         bytes_in: int,
         bytes_out: int,
         started: float,
     ) -> None:
-        """One line for one reply; the request's head as parsed, or as refused (conn.line)."""
+        """One line for one reply: the method and resource from what the wire parsed
+        (`ServerConnection.request_start`), ``-`` when no request line was made out."""
         duration_ms = (time.perf_counter() - started) * 1000.0
         method, resource = "-", None
-        if request is not None:
-            method = "HEAD" if request.codec is None else "PUT"
-            resource = request.resource if request.codec is not None else _path(request.resource)
-        elif conn.line:
-            with contextlib.suppress(HTTPError):  # the line alone: a stand-in for its headers
-                head = parse_request_head(conn.line.rstrip(b"\r\n"), [b"Host: -"])
-                method, resource = head.method, _path(head.target)
-        conn.line = b""
+        start = None if wire is None else wire.request_start
+        if start is not None:
+            method = start[0]
+            if request is not None and request.codec is not None:
+                resource = request.resource  # a PUT the core accepted: already decoded
+            else:
+                resource = _path(start[1])
         peer = conn.peer
         if isinstance(peer, tuple):
             client = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
@@ -855,7 +857,7 @@ class HTTPDataServer:
                 if head := wire.continue_response():
                     sock.sendall(head)
                 if request.stream:  # a BinaryIO route reads the body itself, as it arrives
-                    return self._serve_streamed(conn, sock, wire, request)
+                    return self._serve_streamed(conn, sock, wire, request, started)
                 body = _read_body(sock, wire)
                 if body is None:
                     if conn.timed_out:
@@ -866,12 +868,9 @@ class HTTPDataServer:
             except (HTTPError, TimeoutError) as exc:
                 error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
                 reply = error_reply(error)
-                _send(sock, wire, reply)
+                out = _send(sock, wire, reply)
                 if access is not None:
-                    if request is None:
-                        conn.line = wire.request_line  # what was refused, without its headers
-                    out = len(reply.body) if wire.reply_has_body else 0
-                    self._log_access(conn, request, error.status, 0, out, started)
+                    self._log_access(conn, wire, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
                 conn.linger = wire.must_close and error is not _TIMEOUT_ERROR
@@ -879,10 +878,9 @@ class HTTPDataServer:
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
-            _send(sock, wire, reply)
+            out = _send(sock, wire, reply)
             if access is not None:
-                out = _body_length(reply.body) if wire.reply_has_body else 0
-                self._log_access(conn, request, reply.status, wire.received, out, started)
+                self._log_access(conn, wire, request, reply.status, wire.received, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
             conn.linger = wire.must_close and request.codec is None
             return not wire.must_close
@@ -893,7 +891,12 @@ class HTTPDataServer:
             conn.deadline = None
 
     def _serve_streamed(
-        self, conn: _Connection, sock: socket.socket, wire: ServerConnection, request: Request
+        self,
+        conn: _Connection,
+        sock: socket.socket,
+        wire: ServerConnection,
+        request: Request,
+        started: float,
     ) -> bool:
         """Serve a request whose route reads its body as a stream; return whether the
         connection stays open.
@@ -921,9 +924,11 @@ class HTTPDataServer:
         if self._closing.is_set() or conn.timed_out:
             reply.close = True
         try:
-            _send(sock, wire, reply)
+            out = _send(sock, wire, reply)
         except TimeoutError:
             return False  # the client stopped reading the reply
+        if self._access_log is not None:
+            self._log_access(conn, wire, request, reply.status, wire.received, out, started)
         # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
         # that can destroy this reply before it is read. (A timed-out read side is cut.)
         conn.linger = wire.must_close and not stream.at_end and not conn.timed_out

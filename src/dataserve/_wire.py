@@ -49,6 +49,7 @@ __all__ = [
     "parse_content_length",
     "parse_fields",
     "parse_request_head",
+    "parse_request_line",
     "unterminated_chunked_error",
 ]
 
@@ -248,6 +249,22 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
         HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
             than 1.0 and 1.1. Every such error closes the connection.
     """
+    method, target, version = parse_request_line(request_line)
+    headers = parse_fields(header_lines)
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method, target, version, headers)
+
+
+def parse_request_line(request_line: bytes) -> tuple[str, str, tuple[int, int]]:
+    """Parse a request line (without its CRLF) strictly, per RFC 9112 section 3.
+
+    Returns:
+        The method, the request target as sent (latin-1 text) and the HTTP version.
+    Raises:
+        HTTPError: 400 for a malformed line, 505 for an HTTP version other than 1.0 and
+            1.1. Both close the connection.
+    """
     parts = request_line.split(b" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
         raise HTTPError(400, "malformed request line", close=True)
@@ -263,10 +280,7 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
         raise HTTPError(400, "malformed HTTP version in request line", close=True)
     if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
         raise HTTPError(400, "control character in request target", close=True)
-    headers = parse_fields(header_lines)
-    if version == (1, 1) and "host" not in headers:
-        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
-    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+    return method.decode("ascii"), target.decode("latin-1"), version
 
 
 def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
@@ -734,6 +748,24 @@ class ServerConnection:
         return self._raw.partition(b"\r\n")[0]
 
     @property
+    def request_start(self) -> tuple[str, str] | None:
+        """The method and target of the current request (for a log line): from its parsed
+        head, or, for a head refused or cut short before it was whole (a malformed field, a
+        stall), from its request line alone (parsed by `parse_request_line`); ``None`` when
+        no valid request line has arrived."""
+        head = self.head
+        if head is not None:
+            return head.method, head.target
+        line = self.request_line
+        if not line:
+            return None
+        try:
+            method, target, _ = parse_request_line(line)
+        except HTTPError:
+            return None
+        return method, target
+
+    @property
     def trailing_data(self) -> bytes:
         """The bytes received and not yet used (the start of the next request, pipelined)."""
         return bytes(self._buf[self._pos :])
@@ -806,7 +838,8 @@ class ServerConnection:
                 return END_OF_MESSAGE
         except HTTPError:
             if self.head is None and self._raw:  # refused in its head: a HEAD still gets no body
-                self._method = _method_of(self.request_line)
+                start = self.request_start
+                self._method = "" if start is None else start[0]
             self._state = _S_CLOSED
             self.must_close = True
             raise
@@ -1019,15 +1052,6 @@ class ServerConnection:
         self._skipped = self._searched = self._scan = self._lines = self._header_bytes = 0
         self._sent_continue = False
         self._method = ""
-
-
-def _method_of(request_line: bytes) -> str:
-    """The method of a request line that parses on its own (its head did not), else ``""``:
-    so that a HEAD refused for a malformed field still gets a reply without a body."""
-    try:
-        return parse_request_head(request_line, [b"Host: -"]).method
-    except HTTPError:
-        return ""
 
 
 def _headers_too_large() -> HTTPError:
