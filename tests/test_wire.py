@@ -81,8 +81,8 @@ def serve(pieces: Iterable[bytes], max_body_size: int = LIMIT) -> Outcome:
             if request.codec is not None:  # not HEAD: read the body
                 parts = []
                 while (ev := event()) is not END_OF_MESSAGE:
-                    if isinstance(ev, ConnectionClosed):
-                        return tuple(statuses), False  # cut short: nobody to answer
+                    if isinstance(ev, ConnectionClosed):  # cut short: a half-close reads 400
+                        raise wire.cut_short_error()
                     assert isinstance(ev, Data)
                     parts.append(ev.data)
                 body = b"".join(parts)
@@ -462,3 +462,36 @@ def test_request_start_tells_method_and_target_of_a_head_refused_or_cut_short(
         event = None
     assert isinstance(event, (RequestHead, ConnectionClosed)) or event is None
     assert wire.request_start == start
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (put(b"12345678")[:-3], "ended after 5 of the 8 bytes its Content-Length announced"),
+        (
+            b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n9\r\nab",
+            "ended after 6 bytes, before the last chunk",
+        ),
+        (
+            b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+            "ended after 4 bytes, before the last chunk",
+        ),
+    ],
+    ids=["content-length", "mid-chunk", "between-chunks"],
+)
+def test_a_body_the_peer_cut_short_gets_the_wires_400(data: bytes, detail: str) -> None:
+    wire = ServerConnection(LIMIT)
+    wire.receive_data(data)
+    wire.receive_data(b"")
+    events = [wire.next_event()]
+    for _ in range(10):
+        if isinstance(events[-1], ConnectionClosed):
+            break
+        events.append(wire.next_event())
+    assert isinstance(events[0], RequestHead)
+    last = events[-1]
+    assert isinstance(last, ConnectionClosed)
+    assert last.mid_message
+    error = wire.cut_short_error()
+    assert (error.status, error.close) == (400, True)
+    assert detail in error.detail

@@ -13,7 +13,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.validate import validator
 
@@ -27,6 +27,7 @@ from dataserve import (
     ResourceNotFound,
     Unauthorized,
     UnsupportedMediaType,
+    route,
 )
 from dataserve.wsgi import make_app
 
@@ -374,3 +375,76 @@ def test_wsgi_head_with_a_refused_framing_gets_no_body(serve_wsgi: Callable[...,
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
     assert body == b""
+
+
+class Counts(Echo):
+    """Echo, plus a route that reads its body as a stream."""
+
+    @route("/count")
+    def count(self, payload: BinaryIO) -> int:
+        return len(payload.read())
+
+
+def _half_closed_exchange(port: int, request: bytes) -> Any:
+    """Send ``request``, close the sending side (the body ends there), read the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        return read_reply(sock)
+
+
+CUT_SHORT = (
+    b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Length: 10\r\n\r\n12345"
+)
+
+
+@pytest.mark.parametrize("resource", [b"/echo", b"/count"], ids=["decoded", "streamed"])
+def test_a_body_shorter_than_its_content_length_is_400_from_the_wire_on_both_backends(
+    serve_wsgi: Callable[..., str],
+    make_server: Callable[..., Any],
+    resource: bytes,
+) -> None:
+    # One wire decides (body_cut_short): the connection ending mid-body on the socket
+    # server, wsgi.input running out under WSGI; the same status and detail.
+    wsgi_port = int(serve_wsgi(Counts).rsplit(":", 1)[1])
+    server = make_server(Counts)
+    request = CUT_SHORT % resource
+    under_wsgi = _half_closed_exchange(wsgi_port, request)
+    on_socket = _half_closed_exchange(server.port, request)
+    assert under_wsgi.status == on_socket.status == 400
+    detail = on_socket.json()["detail"]
+    assert detail == under_wsgi.json()["detail"]
+    assert detail.startswith("the request body ended after 5 of the 10 bytes its Content-Length")
+    for url in (server.url, f"http://127.0.0.1:{wsgi_port}"):
+        with HTTPDataClient(url=url) as client:
+            assert client.send("/count", b"abc") == 3
+
+
+@pytest.mark.parametrize("resource", [b"/echo", b"/count"], ids=["decoded", "streamed"])
+def test_a_chunked_body_cut_short_on_the_socket_server_is_400(
+    make_server: Callable[..., Any], resource: bytes
+) -> None:
+    server = make_server(Counts)
+    request = (
+        b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab" % resource
+    )
+    reply = _half_closed_exchange(server.port, request)
+    assert reply.status == 400
+    assert reply.json()["detail"].startswith(
+        "the request body ended after 7 bytes, before the last chunk"
+    )
+    with HTTPDataClient(url=server.url) as client:
+        assert client.send("/count", b"abc") == 3
+
+
+def test_gunicorn_answers_a_body_cut_short_as_the_socket_server_does(
+    gunicorn_port: int, make_server: Callable[..., Any]
+) -> None:
+    server = make_server(Echo)
+    under_gunicorn = _half_closed_exchange(gunicorn_port, CUT_SHORT % b"/echo")
+    on_socket = _half_closed_exchange(server.port, CUT_SHORT % b"/echo")
+    assert under_gunicorn.status == on_socket.status == 400
+    assert under_gunicorn.json()["detail"] == on_socket.json()["detail"]
+    _still_serves(gunicorn_port)

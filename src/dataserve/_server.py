@@ -862,7 +862,8 @@ class HTTPDataServer:
                 if body is None:
                     if conn.timed_out:
                         raise TimeoutError
-                    return False  # the peer closed mid-body: nobody to answer
+                    # The peer closed mid-body; it may still read (a half-close): answer.
+                    raise wire.cut_short_error()
                 with self._lock:  # the reaper marks timed_out under it: final from here on
                     conn.deadline = None
             except (HTTPError, TimeoutError) as exc:
@@ -914,11 +915,7 @@ class HTTPDataServer:
             return False
         source = _WireBody(conn, sock, wire, self.request_timeout)
         stream = RequestBody(source, self._core.max_body_size)
-        reply = self._core.handle(request, stream)
-        if isinstance(stream.error, BodyCutShort):
-            if reply.body.__class__ is FileBody:
-                reply.body.close()
-            return False  # the client went away mid-body: nobody to answer
+        reply = self._core.handle(request, stream)  # a body cut short: 400 (a half-close reads it)
         if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
             reply.close = True
         if self._closing.is_set() or conn.timed_out:
@@ -1092,18 +1089,9 @@ class _WireBody(Read1Source):
             raise BodyRejected(error.status, error.detail) from None
 
     def _cut_short(self) -> OSError:
-        received = self._wire.received
         if self._conn.timed_out:  # the reaper cut the read side
             return BodyTimeout(f"no byte of the request body arrived for {self._timeout} s")
-        head = self._wire.head
-        if head is not None and not head.chunked:
-            return BodyCutShort(
-                f"the client closed the connection after {received} of {head.length} body bytes"
-            )
-        return BodyCutShort(
-            "the client closed the connection before the end of the chunked body "
-            f"({received} body bytes had arrived)"
-        )
+        return BodyCutShort(self._wire.cut_short_error().detail)
 
 
 _TIMEOUT_ERROR: Final = HTTPError(

@@ -42,6 +42,8 @@ __all__ = [
     "RequestHead",
     "ServerConnection",
     "asks_to_close",
+    "body_cut_short",
+    "check_body_complete",
     "check_body_total",
     "check_content_length",
     "chunk_head",
@@ -394,6 +396,37 @@ def check_body_total(total: int, max_body_size: int) -> None:
         raise HTTPError(
             413, f"chunked body over this server's limit of {max_body_size} bytes", close=True
         )
+
+
+def body_cut_short(received: int, length: int | None) -> HTTPError:
+    """The error for a request body that ended before its framing said it would: the
+    connection ended (or, under WSGI, the server's ``wsgi.input`` ran out) after
+    ``received`` body bytes, of a ``Content-Length`` of ``length`` (``None``: a chunked body
+    before its last chunk). 400, closing the connection; the reply still reaches a client
+    that closed only its sending side.
+    """
+    if length is None:
+        detail = (
+            f"the request body ended after {received} bytes, before the last chunk of its "
+            "chunked framing; send the whole body, ending with the last chunk"
+        )
+    else:
+        detail = (
+            f"the request body ended after {received} of the {length} bytes its "
+            "Content-Length announced; send the whole body, or a Content-Length that matches it"
+        )
+    return HTTPError(400, detail, close=True)
+
+
+def check_body_complete(received: int, length: int) -> None:
+    """Refuse a body that ended with fewer bytes than its ``Content-Length`` (see
+    `body_cut_short`).
+
+    Raises:
+        HTTPError: 400, closing the connection.
+    """
+    if received < length:
+        raise body_cut_short(received, length)
 
 
 def unterminated_chunked_error() -> HTTPError:
@@ -764,6 +797,15 @@ class ServerConnection:
         except HTTPError:
             return None
         return method, target
+
+    def cut_short_error(self) -> HTTPError:
+        """The error to answer when the connection ended inside the current request's body
+        (a `ConnectionClosed` with ``mid_message``): `body_cut_short`, from what arrived."""
+        head = self.head
+        if head is None or not head.chunked:
+            return body_cut_short(self.received, None if head is None else head.length)
+        decoder = cast(ChunkedDecoder, self._decoder)  # its sizes count the chunk begun whole
+        return body_cut_short(decoder.received - decoder.data_pending, None)
 
     @property
     def trailing_data(self) -> bytes:

@@ -44,7 +44,13 @@ from ._stream import (
     RequestBody,
     kernel_offset,
 )
-from ._wire import check_body_total, frame_request, unterminated_chunked_error
+from ._wire import (
+    body_cut_short,
+    check_body_complete,
+    check_body_total,
+    frame_request,
+    unterminated_chunked_error,
+)
 from .codecs._registry import CodecRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -106,8 +112,7 @@ def make_app(
                     body = _read_to_end(environ, core.max_body_size)
                 else:
                     body = environ["wsgi.input"].read(length) if length else b""
-                if len(body) < length:
-                    raise HTTPError(400, "the body is shorter than its Content-Length", close=True)
+                    check_body_complete(len(body), length)  # the WSGI server saw the client go
                 reply = core.handle(request, body)
         except HTTPError as error:
             reply = error_reply(error)
@@ -200,14 +205,14 @@ class _WSGIBody(Read1Source):
         try:
             data = self._input.read(wanted)
         except Exception as exc:  # each WSGI server raises its own kind for a lost client
-            raise BodyCutShort(f"reading the request body failed: {exc}") from exc
+            raise BodyCutShort(
+                f"reading the request body from the WSGI server failed after {self.received} "
+                f"bytes ({exc.__class__.__name__}: {exc}); send the whole body"
+            ) from exc
         self.received += len(data)
         if not data:
             if self.length is not None:
-                raise BodyCutShort(
-                    f"the client closed the connection after {self.received} "
-                    f"of {self.length} body bytes"
-                )
+                raise BodyCutShort(body_cut_short(self.received, self.length).detail)
             self._ended = True  # the de-chunked body's end
         elif self.received == self.length:
             self._ended = True
