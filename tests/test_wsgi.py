@@ -257,10 +257,18 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
 
 
 CHUNKED_APP = textwrap.dedent("""
+    from typing import BinaryIO
+
+    from dataserve import route
     from dataserve.wsgi import make_app
     from tests.conftest import Echo
 
-    app = make_app(Echo, max_body_size=1000)
+    class Counts(Echo):
+        @route("/count")
+        def count(self, payload: BinaryIO) -> int:
+            return len(payload.read())
+
+    app = make_app(Counts, max_body_size=1000)
 """)
 
 
@@ -448,3 +456,33 @@ def test_gunicorn_answers_a_body_cut_short_as_the_socket_server_does(
     assert under_gunicorn.status == on_socket.status == 400
     assert under_gunicorn.json()["detail"] == on_socket.json()["detail"]
     _still_serves(gunicorn_port)
+
+
+def _chunked_request(resource: bytes, size: int, piece: int = 300) -> bytes:
+    body = b"".join(
+        b"%x\r\n%s\r\n" % (len(p), p)
+        for p in (b"q" * min(piece, size - i) for i in range(0, size, piece))
+    )
+    return (
+        b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % resource + body + b"0\r\n\r\n"
+    )
+
+
+def test_one_limit_for_chunked_bodies_decoded_or_streamed_on_both_backends(
+    gunicorn_port: int, make_server: Callable[..., Any]
+) -> None:
+    # max_body_size exists once, in the wire: a chunked body one byte past it gets the
+    # wire's 413 whether the route decodes it or reads it as a stream, on either backend.
+    server = make_server(Counts, max_body_size=1000)
+    details = set()
+    for port in (server.port, gunicorn_port):
+        for resource in (b"/echo", b"/count"):
+            reply = raw_exchange(port, _chunked_request(resource, 1001))
+            assert reply.status == 413, (port, resource, reply.body)
+            details.add(reply.json()["detail"])
+            at_limit = raw_exchange(port, _chunked_request(resource, 1000))
+            assert at_limit.status == 200
+            assert at_limit.body == (b"q" * 1000 if resource == b"/echo" else b"1000")
+        _still_serves(port)
+    assert details == {"chunked body over this server's limit of 1000 bytes"}

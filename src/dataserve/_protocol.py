@@ -617,11 +617,7 @@ def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
             close=True,
         )
     elif isinstance(error, BodyTooLarge):
-        failure = HTTPError(
-            413,
-            f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
-            close=True,
-        )
+        failure = HTTPError(413, str(error), close=True)  # the wire's detail (check_body_total)
     elif isinstance(error, BodyRejected):
         failure = HTTPError(error.status, error.detail, close=True)
     elif isinstance(error, BodyCutShort):

@@ -914,7 +914,7 @@ class HTTPDataServer:
             _send(sock, wire, error_reply(_TIMEOUT_ERROR))
             return False
         source = _WireBody(conn, sock, wire, self.request_timeout)
-        stream = RequestBody(source, self._core.max_body_size)
+        stream = RequestBody(source)  # bounded by the wire (max_body_size), not by itself
         reply = self._core.handle(request, stream)  # a body cut short: 400 (a half-close reads it)
         if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
             reply.close = True

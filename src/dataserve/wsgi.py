@@ -38,6 +38,7 @@ from ._stream import (
     CHUNK_SIZE,
     DRAIN_LIMIT,
     BodyCutShort,
+    BodyTooLarge,
     FileBody,
     FileChunks,
     Read1Source,
@@ -173,7 +174,7 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
     if request.chunked and not environ.get("wsgi.input_terminated"):
         raise unterminated_chunked_error()
     length = None if request.chunked else request.content_length
-    stream = RequestBody(_WSGIBody(environ["wsgi.input"], length), core.max_body_size)
+    stream = RequestBody(_WSGIBody(environ["wsgi.input"], length, core.max_body_size))
     reply = core.handle(request, stream)
     if stream.error is None:
         stream.drain(DRAIN_LIMIT)
@@ -182,14 +183,16 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
 
 class _WSGIBody(Read1Source):
     """A streamed request body from ``wsgi.input``: at most ``length`` bytes (PEP 3333: never
-    read past ``CONTENT_LENGTH``), or, for a chunked body the WSGI server de-chunks
-    (``length`` ``None``), up to the end it marks. Stalls are the WSGI server's to time out."""
+    read past ``CONTENT_LENGTH``, which `check_head` bounded by ``max_body_size``), or, for a
+    chunked body the WSGI server de-chunks (``length`` ``None``), up to the end it marks,
+    bounded by the wire's ``check_body_total``. Stalls are the WSGI server's to time out."""
 
-    __slots__ = ("_ended", "_input", "length", "received")
+    __slots__ = ("_ended", "_input", "length", "max_body_size", "received")
 
-    def __init__(self, wsgi_input: Any, length: int | None) -> None:
+    def __init__(self, wsgi_input: Any, length: int | None, max_body_size: int) -> None:
         self._input = wsgi_input
         self.length = length
+        self.max_body_size = max_body_size
         self.received = 0
         self._ended = length == 0
 
@@ -200,6 +203,8 @@ class _WSGIBody(Read1Source):
         wanted = min(size, CHUNK_SIZE)
         if self.length is not None:
             wanted = min(wanted, self.length - self.received)
+        else:  # one byte past the limit at most: enough to see it passed
+            wanted = min(wanted, self.max_body_size + 1 - self.received)
         if self._ended or wanted <= 0:
             return b""
         try:
@@ -216,6 +221,11 @@ class _WSGIBody(Read1Source):
             self._ended = True  # the de-chunked body's end
         elif self.received == self.length:
             self._ended = True
+        elif self.length is None:
+            try:
+                check_body_total(self.received, self.max_body_size)  # the wire's limit
+            except HTTPError as error:
+                raise BodyTooLarge(error.detail) from None
         return bytes(data)
 
 
