@@ -26,6 +26,8 @@ from dataserve._wire import (
     HTTPError,
     RequestHead,
     ServerConnection,
+    date_line,
+    reply_has_body,
 )
 from dataserve.codecs._registry import default_registry
 
@@ -196,7 +198,7 @@ def test_body_read_directly_by_the_shell_is_counted() -> None:
     wire.receive_data(put(b"x" * 100)[:-96])  # 4 body bytes with the head
     assert isinstance(wire.next_event(), RequestHead)
     assert isinstance(wire.next_event(), Data)
-    assert wire.data_pending == 96
+    assert wire.data_pending == wire.direct_read_pending == 96
     with pytest.raises(RuntimeError):
         wire.data_read_directly(97)  # past the body's end
     wire.data_read_directly(96)
@@ -495,3 +497,47 @@ def test_a_body_the_peer_cut_short_gets_the_wires_400(data: bytes, detail: str) 
     error = wire.cut_short_error()
     assert (error.status, error.close) == (400, True)
     assert detail in error.detail
+
+
+def test_date_line_is_an_imf_fixdate_from_the_time_passed_in() -> None:
+    assert date_line(0.0) == b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+    assert date_line(1_700_000_000.9) == b"Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+    assert date_line(1_700_000_000.1) == b"Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"  # per second
+    assert date_line(951_782_400.0) == b"Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n"
+
+
+def test_a_served_reply_carries_the_date_line() -> None:
+    from email.utils import parsedate_to_datetime
+
+    from dataserve import HTTPDataServer
+
+    from .conftest import put as put_request
+    from .conftest import raw_exchange
+
+    with HTTPDataServer(Echo) as server:
+        reply = raw_exchange(server.port, put_request("/echo", b"1"))
+    assert reply.status == 200
+    assert re.fullmatch(
+        r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+        reply.headers["date"],
+    )
+    assert parsedate_to_datetime(reply.headers["date"]).year >= 2024
+
+
+@pytest.mark.parametrize(("method", "has_body"), [("HEAD", False), ("PUT", True), ("GET", True)])
+def test_only_a_reply_to_head_leaves_its_body_out(method: str, has_body: bool) -> None:
+    assert reply_has_body(method) is has_body
+
+
+def test_a_chunked_body_is_never_read_directly() -> None:
+    # Its framing lines lie between its bytes: they must pass through the wire.
+    wire = ServerConnection(LIMIT)
+    wire.receive_data(b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(wire.next_event(), RequestHead)
+    assert wire.next_event() is NEED_DATA
+    wire.receive_data(b"10000\r\nab")
+    assert isinstance(wire.next_event(), Data)
+    assert wire.data_pending == 0x10000 - 2  # the rest of the chunk is due
+    assert wire.direct_read_pending == 0
+    with pytest.raises(RuntimeError):
+        wire.data_read_directly(1)

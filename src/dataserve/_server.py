@@ -64,6 +64,7 @@ from ._wire import (
     HTTPError,
     RequestHead,
     ServerConnection,
+    date_line,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -85,34 +86,6 @@ LISTEN_BACKLOG: Final = 1024
 _READ_BUFFER: Final = 65536
 
 
-def _http_date(now: float, _cache: list[Any] = [0, b""]) -> bytes:  # noqa: B006
-    second = int(now)
-    if _cache[0] != second:
-        t = time.gmtime(second)
-        day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[t.tm_wday]
-        month = (
-            "Jan",
-            "Feb",
-            "Mar",
-            "Apr",
-            "May",
-            "Jun",
-            "Jul",
-            "Aug",
-            "Sep",
-            "Oct",
-            "Nov",
-            "Dec",
-        )[t.tm_mon - 1]
-        _cache[1] = (
-            f"Date: {day}, {t.tm_mday:02d} {month} {t.tm_year} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT\r\n"
-        ).encode()
-        _cache[0] = second
-    value: bytes = _cache[1]
-    return value
-
-
 def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> int:
     """Send a reply: its head from the wire (framing, ``Connection``, no body for HEAD),
     then its body; return the body bytes sent (for the access log)."""
@@ -121,7 +94,7 @@ def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> int:
         return _send_file(sock, wire, reply, body)
     length = _body_length(body)
     head = wire.reply_head(
-        reply.status, reply.headers, length, close=reply.close, date=_http_date(time.time())
+        reply.status, reply.headers, length, close=reply.close, date=date_line(time.time())
     )
     sent = length if wire.reply_has_body else 0
     send_message(sock, head, body, sent)
@@ -141,7 +114,7 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
     try:
         size = body.size
         head = wire.reply_head(
-            reply.status, reply.headers, size, close=reply.close, date=_http_date(time.time())
+            reply.status, reply.headers, size, close=reply.close, date=date_line(time.time())
         )
         if not wire.reply_has_body:
             sock.sendall(head)
@@ -964,14 +937,15 @@ def _read_body(sock: socket.socket, wire: ServerConnection) -> bytes | None:
         elif event is END_OF_MESSAGE:
             return pieces[0] if len(pieces) == 1 else b"".join(pieces)
         elif event is NEED_DATA:
-            pending = wire.data_pending
-            if pending >= _DIRECT_READ and wire.head is not None and not wire.head.chunked:
-                body = _read_into_one(sock, pieces, pending)
+            direct = wire.direct_read_pending
+            if direct >= _DIRECT_READ:
+                body = _read_into_one(sock, pieces, direct)
                 if body is None:
                     return None
-                wire.data_read_directly(pending)
+                wire.data_read_directly(direct)
                 pieces = [body]
             else:
+                pending = wire.data_pending
                 wire.receive_data(sock.recv(max(_READ_BUFFER, min(pending, _BODY_READ))))
         else:
             return None  # ConnectionClosed: cut short

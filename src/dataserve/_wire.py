@@ -10,13 +10,14 @@ of a reply body, and what is left over after a message (pipelining).
 In h11's shape: a `ServerConnection` takes the bytes a shell received and hands out events (a
 request head, body data, the end of the message), and turns a reply into the bytes to send. It
 never sees a socket, a thread or a clock: the shell moves the bytes, keeps the deadlines and
-passes in the ``Date`` line; the semantics (methods, auth, codecs, statuses of the handler's
-answer) are `ServerCore`'s (`_protocol`).
+passes in its clock's time for the ``Date`` line (`date_line`); the semantics (methods, auth,
+codecs, statuses of the handler's answer) are `ServerCore`'s (`_protocol`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Final, cast
 
@@ -47,11 +48,13 @@ __all__ = [
     "check_body_total",
     "check_content_length",
     "chunk_head",
+    "date_line",
     "frame_request",
     "parse_content_length",
     "parse_fields",
     "parse_request_head",
     "parse_request_line",
+    "reply_has_body",
     "unterminated_chunked_error",
 ]
 
@@ -98,6 +101,45 @@ CHUNK_TAIL: Final = b"\r\n"
 """What follows each chunk's data."""
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 """The interim reply that tells a client waiting with ``Expect: 100-continue`` to send."""
+
+
+_WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_date_cache: list[object] = [-1, b""]
+
+
+def date_line(now: float) -> bytes:
+    """The ``Date`` field line (RFC 9110 5.6.7, IMF-fixdate) with its CRLF, for a reply head
+    (`ServerConnection.reply_head`'s ``date``); ``now`` is the shell's clock (seconds since
+    the epoch). Formatted once per second."""
+    second = int(now)
+    if _date_cache[0] != second:
+        t = time.gmtime(second)
+        _date_cache[1] = (
+            f"Date: {_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT\r\n"
+        ).encode()
+        _date_cache[0] = second
+    return cast(bytes, _date_cache[1])
+
+
+def reply_has_body(method: str) -> bool:
+    """Whether the reply to a request with this method carries its body: not for ``HEAD``
+    (RFC 9110 9.3.2), whose reply keeps the framing fields of the body it leaves out."""
+    return method != "HEAD"
 
 
 def chunk_head(size: int) -> bytes:
@@ -835,6 +877,14 @@ class ServerConnection:
 
     # -- bytes in, events out ------------------------------------------------------------
 
+    @property
+    def direct_read_pending(self) -> int:
+        """Body bytes the shell may read straight from its transport into its own buffer and
+        count with `data_read_directly`: the `data_pending` of a body framed by
+        ``Content-Length``; 0 otherwise (a chunked body's bytes go through `receive_data`,
+        since its framing lines come between them)."""
+        return self.data_pending if self._state == _S_BODY else 0
+
     def receive_data(self, data: bytes) -> None:
         """Take the next bytes received, in pieces of any size; ``b""`` means the peer closed."""
         if not data:
@@ -847,7 +897,7 @@ class ServerConnection:
             self._pos = 0
 
     def data_read_directly(self, count: int) -> None:
-        """Count ``count`` body bytes (at most `data_pending`) that the shell read straight
+        """Count ``count`` body bytes (at most `direct_read_pending`) that the shell read straight
         from its transport into its own buffer, instead of passing them through
         `receive_data` (to assemble a large body in one buffer without a copy)."""
         if self._state != _S_BODY or count > self.data_pending:
@@ -1055,7 +1105,7 @@ class ServerConnection:
         )
         self.must_close = must_close
         method = self._method if head is None else head.method
-        self.reply_has_body = method != "HEAD"
+        self.reply_has_body = reply_has_body(method)
         self._state = _S_REPLIED
         prefix = _prefixes.get((status, headers))
         if prefix is None:

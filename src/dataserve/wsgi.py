@@ -50,6 +50,7 @@ from ._wire import (
     check_body_complete,
     check_body_total,
     frame_request,
+    reply_has_body,
     unterminated_chunked_error,
 )
 from .codecs._registry import CodecRegistry, default_registry
@@ -102,7 +103,7 @@ def make_app(
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = _head_of(environ)
-        is_head = head.method == "HEAD"  # a reply to HEAD carries no body
+        is_head = not reply_has_body(head.method)  # the wire's rule: a HEAD's reply has none
         try:
             request = core.check_head(frame_request(head))  # framed as the socket server does
             length = request.content_length
