@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -245,3 +247,18 @@ def wait_until_pooled_connections_closed(client: Any, timeout: float = 5.0) -> b
         if not ready:
             return False
     return bool(socks)
+
+
+@functools.cache
+def gunicorn_command() -> tuple[str, ...]:
+    """``python -m gunicorn`` with the options that keep an instance to itself.
+
+    gunicorn 27 opens a control socket at ``~/.gunicorn/gunicorn.ctl`` by default: outside the
+    test's temp dir, and shared by every instance, so that stopping one removes the socket of
+    another. Older versions have no such socket and no option to disable it.
+    """
+    import gunicorn.config
+
+    names = {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}
+    isolate = ("--no-control-socket",) if "control_socket_disable" in names else ()
+    return (sys.executable, "-m", "gunicorn", *isolate)

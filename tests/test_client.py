@@ -297,3 +297,54 @@ def test_client_used_in_forked_child_opens_its_own_connections(echo_server: HTTP
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["0", "0"], out.stderr
+
+
+# -- replies read through the wire's ClientConnection (issue 8) -----------------------------
+
+
+def test_large_replies_arrive_whole_as_bytes_through_one_buffer(
+    echo_server: HTTPDataServer,
+) -> None:
+    payloads = [bytes(range(256)) * (n * 1024) + bytes([n]) for n in (1, 7, 40)]  # to 10 MB
+    with HTTPDataClient(url=echo_server.url) as client:
+        for payload in payloads:
+            reply = client.send("/echo", payload)
+            assert type(reply) is bytes
+            assert reply == payload
+        seen: list[tuple[int, int | None]] = []
+        assert client.send("/echo", payloads[2], progress=lambda *a: seen.append(a)) == payloads[2]
+        assert seen[-1] == (len(payloads[2]), len(payloads[2]))
+        assert client.send("/echo", [1]) == [1]
+
+
+@pytest.mark.parametrize("length", [1000, 1048576])
+def test_a_reply_cut_short_says_how_much_of_it_came(length: int) -> None:
+    def script(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length + b"z" * 300)
+
+    with ScriptedServer(script) as server, HTTPDataClient(url=server.url) as client:
+        with pytest.raises(ConnectionLost, match=rf"cut short \(300 of {length} bytes arrived\)"):
+            client.send("/x", 1)
+        assert len(server.requests) == 1  # not resent
+
+
+def test_a_chunked_reply_is_decoded_by_the_wire_and_a_bad_one_refused() -> None:
+    replies = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+        b"3\r\nabcXY0\r\n\r\n",  # the chunk is longer than its size says
+    ]
+
+    def script(conn: socket.socket, server: ScriptedServer) -> None:
+        server.read_request(conn)
+        conn.sendall(replies[len(server.requests) - 1])
+        conn.close()
+
+    with ScriptedServer(script) as server, HTTPDataClient(url=server.url) as client:
+        assert client.send("/x", 1) == "abcde"
+        with pytest.raises(ConnectionLost, match="chunk data not followed by CRLF"):
+            client.send("/x", 1)

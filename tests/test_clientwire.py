@@ -20,7 +20,6 @@ from dataserve._clientwire import (
     ReplyError,
     ReplyHead,
     RequestHeads,
-    connection_tokens,
 )
 from dataserve._protocol import MAX_HEADER_BYTES, MAX_HEADERS
 from dataserve.codecs import CodecRegistry
@@ -202,10 +201,6 @@ def test_only_the_close_token_closes(connection: str, reusable: bool) -> None:
         conn, [f"HTTP/1.1 200 OK\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n".encode()]
     )
     assert conn.reusable is reusable
-
-
-def test_connection_tokens_are_a_lower_cased_list() -> None:
-    assert connection_tokens(" Keep-Alive ,\tClose") == {"keep-alive", "close"}
 
 
 def test_bytes_after_the_reply_in_the_same_piece_make_it_not_reusable() -> None:
@@ -495,3 +490,51 @@ def test_arbitrary_bytes_give_events_or_a_reply_error_never_anything_else(
     assert events[0][0] == "head"  # the end of the stream ended it one way or the other
     assert events[-1] == "END"
     assert all(isinstance(event, bytes) for event in events[1:-1])
+
+
+# -- bodies a shell moves itself (readinto, sendfile) ---------------------------------------
+
+
+def test_body_received_counts_bytes_the_shell_read_into_its_own_buffer() -> None:
+    conn = _put()
+    conn.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert isinstance(conn.next_event(), ReplyHead)
+    with pytest.raises(RuntimeError):
+        conn.body_received(1)  # "abc" still waits in the wire: take it first
+    event = conn.next_event()
+    assert isinstance(event, Data)
+    assert bytes(event.data) == b"abc"
+    assert conn.body_bytes_left == 7
+    with pytest.raises(RuntimeError):
+        conn.body_received(8)  # more than the body has left
+    conn.body_received(4)
+    assert conn.body_bytes_left == 3
+    assert conn.next_event() is NEED_DATA
+    conn.body_received(3)
+    assert conn.next_event() is END
+    assert conn.reusable
+
+
+def test_body_received_then_the_end_is_a_body_cut_short() -> None:
+    conn = _put()
+    conn.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    assert isinstance(conn.next_event(), ReplyHead)
+    assert conn.next_event() is NEED_DATA
+    conn.body_received(6)
+    conn.receive_data(b"")
+    with pytest.raises(ReplyError, match=r"cut short \(6 of 10 bytes arrived\)"):
+        conn.next_event()
+
+
+def test_body_sent_counts_bytes_sent_from_the_kernel() -> None:
+    conn = ClientConnection()
+    conn.start_put(PREFIX, 10)
+    conn.body_sent(4)
+    with pytest.raises(RuntimeError):
+        conn.body_sent(7)  # more than is left
+    with pytest.raises(RuntimeError, match="6 bytes short"):
+        conn.end_request()
+    chunked = ClientConnection()
+    chunked.start_put(PREFIX, None)
+    with pytest.raises(RuntimeError):
+        chunked.body_sent(1)  # a chunked body is framed by send_data only

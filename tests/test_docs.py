@@ -98,4 +98,4 @@ def test_the_readme_in_brief_code_runs(tmp_path: Path) -> None:
         exec(compile("\n".join(lines), "README In brief", "exec"), namespace)
         assert len(printed) == 1
         assert printed[0][0] == 404
-        assert "returned None" in str(printed[0][1])
+        assert "no route for '/nope'" in str(printed[0][1])

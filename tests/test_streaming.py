@@ -45,7 +45,7 @@ from dataserve import (
 )
 from dataserve.wsgi import make_app
 
-from .conftest import ScriptedServer, free_port, read_reply
+from .conftest import ScriptedServer, free_port, gunicorn_command, read_reply
 
 MB = 1 << 20
 WAIT = 10.0  # seconds: the bound of every wait in this file
@@ -979,9 +979,7 @@ def test_gunicorn_serves_a_binaryio_route_and_a_returned_file(tmp_path: Path) ->
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "gunicorn",
+            *gunicorn_command(),
             "--workers",
             "1",
             "--bind",

@@ -133,8 +133,28 @@ def test_untyped_route_and_catch_all_live_together(typed_client: HTTPDataClient)
 def test_handler_with_routes_only_answers_404_elsewhere() -> None:
     with HTTPDataServer(RoutesOnly) as server, HTTPDataClient(url=server.url) as client:
         assert client.send("/one") == 1
-        with pytest.raises(ResourceNotFound):
+        with pytest.raises(ResourceNotFound) as info:
             client.send("/two", 1)
+    # It names the routes there are, not a None the handler never returned.
+    assert info.value.detail == (
+        "no route for '/two': the handler's routes are '/one', and it does not override "
+        "handle_request, which would receive the other resources"
+    )
+
+
+def test_routes_only_handler_answers_404_before_decoding_a_body_for_no_route() -> None:
+    with HTTPDataServer(RoutesOnly) as server:
+        reply = raw_exchange(server.port, put("/two", b"{not json"))
+        assert reply.status == 404
+        with HTTPDataClient(url=server.url) as client:
+            assert client.send("/one") == 1
+
+
+def test_handler_with_a_catch_all_still_says_it_returned_none(
+    typed_client: HTTPDataClient,
+) -> None:
+    with pytest.raises(ResourceNotFound, match=r"the handler returned None for '/nothing'"):
+        typed_client.send("/nothing", 1)
 
 
 def test_handler_with_neither_routes_nor_catch_all_is_a_type_error() -> None:

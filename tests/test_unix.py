@@ -40,7 +40,7 @@ from dataserve import (
 )
 from dataserve.codecs import CodecRegistry, MsgpackCodec
 
-from .conftest import Echo, put, read_reply
+from .conftest import Echo, gunicorn_command, put, read_reply
 from .strategies import json_values
 from .test_properties import same
 from .test_typed import Point, Typed
@@ -762,9 +762,7 @@ def test_wsgi_app_under_gunicorn_bound_to_a_unix_socket(sock_dir: Path) -> None:
     path = str(sock_dir / "g.sock")
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "gunicorn",
+            *gunicorn_command(),
             "--workers",
             "2",
             "--bind",

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from dataserve import (
 )
 from dataserve.wsgi import make_app
 
-from .conftest import Echo, free_port, put, raw_exchange, read_reply
+from .conftest import Echo, free_port, gunicorn_command, put, raw_exchange, read_reply
 from .test_typed import Point, Typed
 
 
@@ -151,9 +150,7 @@ def test_same_handler_runs_under_gunicorn_workers(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "gunicorn",
+            *gunicorn_command(),
             "--workers",
             "2",
             "--bind",
@@ -232,7 +229,7 @@ def gunicorn(
     log_path = app_dir / f"gunicorn-{len(list(app_dir.glob('gunicorn-*.log')))}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", bind, *GRACE, *options, "app:app"],
+            [*gunicorn_command(), "--bind", bind, *GRACE, *options, "app:app"],
             cwd=app_dir,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -86,7 +86,8 @@ __all__ = ["AsyncHTTPDataClient"]
 T = TypeVar("T")
 
 _CACHE_LIMIT: Final = 1024
-_SEND_SLICE: Final = 256 * 1024  # a large body is written in slices, each once the last went
+_SEND_SLICE: Final = 256 * 1024  # a larger body is written in slices, each once the last went
+_WHOLE_WRITE: Final = 2 << 20  # a body up to this is one write (the kernel's leftover copied)
 _READ_BUFFER: Final = 64 * 1024  # what one read of the transport receives into
 _DIRECT_BODY: Final = 64 * 1024  # a longer kept body is received straight into its buffer
 _RECEIVE_HIGH: Final = 1 << 20  # received bytes not yet taken: reading pauses above this
@@ -712,6 +713,7 @@ class _Conn(asyncio.BufferedProtocol):
         pieces: list[bytes | memoryview] = []
         sink: _Sink | None = None
         keep = True
+        wire.receive_data(await self.receive())  # a new exchange: the wire holds nothing yet
         while True:
             event = wire.next_event()
             if event is NEED_DATA:
@@ -1071,8 +1073,9 @@ class _Call:
                 progress.advance(length)
         else:
             conn.write(message)
-            for start in range(0, length, _SEND_SLICE):
-                piece = view[start : start + _SEND_SLICE]
+            step = length if length <= _WHOLE_WRITE else _SEND_SLICE
+            for start in range(0, length, step):
+                piece = view[start : start + step]
                 for frame in wire.send_data(piece):
                     conn.write(frame)
                 await conn.drain()

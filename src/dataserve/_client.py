@@ -1,17 +1,23 @@
-"""HTTPDataClient: calls a data server over one urllib3 connection pool."""
+"""HTTPDataClient: calls a data server over one urllib3 connection pool.
+
+A shell: urllib3 gives the pool, connecting, TLS, timeouts and the retry policy; each
+connection's bytes go through the wire's sans-I/O `_clientwire.ClientConnection`, which
+decides everything about HTTP (framing, chunked coding, limits, keep-alive, leftovers).
+This module only moves bytes: one write for a small call, ``recv`` into the wire, and a
+large body received straight into one buffer of its length.
+"""
 
 from __future__ import annotations
 
 import io
 import os
-import re
 import socket
 import ssl
 import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, cast, overload
 
 import urllib3
 import urllib3.connection
@@ -50,7 +56,7 @@ from ._clientcommon import (
     tls_failed,
     write_timed_out,
 )
-from ._clientwire import RequestHeads
+from ._clientwire import END, NEED_DATA, ClientConnection, Data, ReplyError, ReplyHead, RequestHeads
 from ._errors import (
     ConnectError,
     ConnectionLost,
@@ -62,16 +68,7 @@ from ._errors import (
 )
 from ._io import ONE_WRITE_LIMIT, send_message
 from ._protocol import (
-    CHUNK_TAIL,
-    LAST_CHUNK,
-    MAX_HEADER_BYTES,
-    MAX_HEADERS,
     OCTET_STREAM,
-    HTTPError,
-    asks_to_close,
-    chunk_head,
-    parse_content_length,
-    parse_response_head,
     raise_for_reply,
 )
 from ._stream import (
@@ -114,8 +111,8 @@ ProgressCallback = Callable[[int, int | None], object]
 """``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
 
 _READ_BUFFER: Final = 65536
+_DIRECT_BODY: Final = 65536  # a longer kept body is received straight into its buffer
 _CACHE_LIMIT: Final = 1024
-_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,12}")
 _SEND_CHUNK: Final = 1 << 20
 
 _clients: weakref.WeakSet[HTTPDataClient] = weakref.WeakSet()
@@ -444,14 +441,14 @@ class HTTPDataClient:
             if is_text_file(payload):
                 raise EncodeError(text_file_message(resource))
             media_type = OCTET_STREAM
-            transfer = _Transfer(payload, None, out, progress)
+            transfer = _Transfer(payload, None, out, progress, self.url + path)
         else:
             codec, body = self.registry.encode(payload, resource)
             media_type = self.registry.content_type(codec, payload)
             view = memoryview(body)
             if view.ndim != 1 or view.format != "B":
                 view = view.cast("B")
-            transfer = _Transfer(None, view, out, progress)
+            transfer = _Transfer(None, view, out, progress, self.url + path)
         try:
             status, headers, data = self._exchange(path, media_type, None, transfer)
         except _LocalError as exc:  # the payload file, out or the callback failed
@@ -468,14 +465,13 @@ class HTTPDataClient:
     ) -> tuple[int, dict[str, str], bytes]:
         """One PUT on a pooled connection: urllib3 checks connections out and in, connects
         (timeouts, TLS, socket options) and decides retries; the request goes out in one write
-        and the reply is parsed by the protocol core. A ``transfer`` streams the body or the
-        reply instead (and is rewound before a retry)."""
+        and the reply is read through the connection's `ClientConnection`. A ``transfer``
+        streams the body or the reply instead (and is rewound before a retry)."""
         url = self.url + path
+        head = self._heads.put(path, media_type)
+        length = 0
         if transfer is None:
             length = body.nbytes if isinstance(body, memoryview) else len(body)
-            head = b"%sContent-Length: %d\r\n\r\n" % (self._heads.put(path, media_type), length)
-        else:
-            head = transfer.head(self._heads.put(path, media_type), url)
         retry = self._retry
         while True:
             pool = self._get_pool()
@@ -494,11 +490,12 @@ class HTTPDataClient:
                 retry = _next_retry(retry, url, exc, connecting=True)
                 retry.sleep()
                 continue
+            wire = conn.wire()
             try:
-                status, headers, data, keep_alive = (
-                    _send_and_receive(conn, head, body, length, self.timeout)
+                status, headers, data = (
+                    _send_and_receive(conn.sock, wire, head, body, length, self.timeout)
                     if transfer is None
-                    else transfer.run(conn, head, self.timeout)
+                    else transfer.run(conn.sock, wire, head, self.timeout)
                 )
             except _SendFailed as failure:
                 _close_conn(conn)  # part of a request went out: the connection is unusable
@@ -514,7 +511,7 @@ class HTTPDataClient:
                     transfer.rewind(url, cause or failure)  # a pipe's body is never replayed
                 retry.sleep()
                 continue
-            except (OSError, HTTPError, _BrokenReply) as exc:
+            except (OSError, ReplyError) as exc:
                 _close_conn(conn)
                 pool._put_conn(conn)
                 if isinstance(exc, TimeoutError):
@@ -530,7 +527,7 @@ class HTTPDataClient:
                 _close_conn(conn)
                 pool._put_conn(conn)
                 raise
-            if not keep_alive or conn.has_leftover():
+            if not wire.next_cycle():  # not sent whole, read to its end, keep-alive, alone
                 _close_conn(conn)
             pool._put_conn(conn)
             return status, headers, data
@@ -539,69 +536,35 @@ class HTTPDataClient:
         return decode_reply(self.registry, content_type, data, target, f"PUT {self.url}{path}")
 
 
-class _BrokenReply(Exception):
-    """The reply was cut short or is not HTTP/1.x as dataserve reads it."""
-
-
 class _SendFailed(Exception):
     """The request could not be sent completely; its ``__cause__`` says why."""
 
 
-class _CountingSocketIO(io.RawIOBase):
-    """A socket as a raw stream that counts what it received, so that ``tell()`` of the
-    buffered reader over it is what was consumed and the difference is what waits unread."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self._sock = sock
-        self.received = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._sock.recv_into(buffer)
-        self.received += count
-        return count
-
-    def tell(self) -> int:
-        return self.received
-
-
-class _ReaderMixin:
-    """Gives a urllib3 connection a buffered reader over its socket, closed with it."""
+class _WireMixin:
+    """Gives a urllib3 connection the wire's `ClientConnection` for its socket: a new one for
+    every new socket (urllib3 may reconnect behind our back), dropped when it closes."""
 
     sock: Any
-    _dataserve_rfile: io.BufferedReader | None = None
-    _dataserve_raw: _CountingSocketIO | None = None
+    _dataserve_wire: ClientConnection | None = None
+    _dataserve_sock: Any = None
 
-    def reader(self) -> io.BufferedReader:
-        rfile = self._dataserve_rfile
-        if rfile is None:
-            raw = self._dataserve_raw = _CountingSocketIO(self.sock)
-            rfile = self._dataserve_rfile = io.BufferedReader(raw, _READ_BUFFER)
-        return rfile
-
-    def has_leftover(self) -> bool:
-        """Whether bytes beyond the last reply were read into the buffer and wait there
-        (a server that sent more than it framed); bytes still in the kernel are urllib3's
-        to notice, as its check of a pooled connection sees them."""
-        rfile, raw = self._dataserve_rfile, self._dataserve_raw
-        return rfile is not None and raw is not None and raw.received != rfile.tell()
+    def wire(self) -> ClientConnection:
+        wire = self._dataserve_wire
+        if wire is None or self._dataserve_sock is not self.sock:
+            wire = self._dataserve_wire = ClientConnection()
+            self._dataserve_sock = self.sock
+        return wire
 
     def close(self) -> None:
-        rfile, self._dataserve_rfile = self._dataserve_rfile, None
-        self._dataserve_raw = None
-        if rfile is not None:
-            rfile.close()
+        self._dataserve_wire = self._dataserve_sock = None
         super().close()  # type: ignore[misc]
 
 
-class _Connection(_ReaderMixin, urllib3.connection.HTTPConnection):
+class _Connection(_WireMixin, urllib3.connection.HTTPConnection):
     pass
 
 
-class _TLSConnection(_ReaderMixin, urllib3.connection.HTTPSConnection):
+class _TLSConnection(_WireMixin, urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -656,34 +619,16 @@ def _close_conn(conn: Any) -> None:
     conn.close()
 
 
-def _readline(rfile: io.BufferedReader) -> bytes:
-    line = rfile.readline(MAX_HEADER_BYTES + 1)
-    if not line.endswith(b"\r\n"):
-        raise _BrokenReply("the connection closed before the whole reply arrived")
-    return line[:-2]
-
-
 def _send_and_receive(
-    conn: Any, head: bytes, body: Any, length: int, timeout: float
-) -> tuple[int, dict[str, str], bytes, bool]:
-    sock = conn.sock
+    sock: Any, wire: ClientConnection, head: bytes, body: Any, length: int, timeout: float
+) -> tuple[int, dict[str, str], Any]:
     sock.settimeout(timeout)
     try:
-        _send_request(sock, head, body, length)
+        _send_request(sock, wire.put_whole(head, length), body, length)
     except OSError as exc:
-        raise _SendFailed from exc
-    rfile = conn.reader()
-    minor, status, headers = _read_reply_head(rfile)
-    keep_alive = minor == 1 and not asks_to_close(headers.get("connection"))
-    wanted, chunked = _reply_framing(status, headers)
-    if chunked:
-        data = _read_chunked(rfile)
-    elif wanted is not None:
-        data = _read_exactly(rfile, wanted)
-    else:  # an HTTP/1.0 server (dataserve 0.1) frames the reply by closing the connection
-        data = rfile.read()
-        keep_alive = False
-    return status, headers, data, keep_alive
+        raise _SendFailed from exc  # the connection is closed: never reused half-sent
+    reply = _reply_head(sock, wire)
+    return reply.status, reply.headers, _read_body(sock, wire, reply.length, None, None)
 
 
 def _send_request(sock: Any, head: bytes, body: Any, length: int) -> None:
@@ -701,30 +646,146 @@ def _send_request(sock: Any, head: bytes, body: Any, length: int) -> None:
         sent += sock.send(view[sent : sent + _SEND_CHUNK])
 
 
-def _read_exactly(rfile: io.BufferedReader, wanted: int) -> bytes:
-    if not wanted:
-        return b""
-    try:
-        data = rfile.read(wanted)
-    except (MemoryError, OverflowError):
-        raise _BrokenReply(f"the reply announces {wanted} bytes, more than fit in memory") from None
-    if len(data) < wanted:
-        raise _BrokenReply(f"the reply body was cut short ({len(data)} of {wanted} bytes arrived)")
+def _reply_head(sock: Any, wire: ClientConnection) -> ReplyHead:
+    """Receive until the wire has the reply's head (1xx interim replies are the wire's)."""
+    wire.receive_data(sock.recv(_READ_BUFFER))  # a new exchange: the wire holds nothing yet
+    while True:
+        event = wire.next_event()
+        if event is NEED_DATA:
+            wire.receive_data(sock.recv(_READ_BUFFER))
+        elif event.__class__ is ReplyHead:
+            assert isinstance(event, ReplyHead)
+            return event
+        else:  # pragma: no cover - the wire gives the head before any body
+            raise RuntimeError(f"{event!r} before the reply head")
+
+
+def _read_body(
+    sock: Any,
+    wire: ClientConnection,
+    length: int | None,
+    write: Callable[[memoryview], None] | None,
+    progress: Progress | None,
+) -> Any:
+    """Receive the reply's body: kept (``write`` is ``None``) and returned, or passed to
+    ``write`` piece by piece as it arrives. A kept body with a ``Content-Length`` is
+    received into one buffer of that length; anything else in what the wire gives out."""
+    if write is None and progress is None and length is not None and length <= _DIRECT_BODY:
+        event = wire.next_event()  # the fast path: a small body, in what came with the head
+        parts: list[bytes | memoryview] = []
+        if isinstance(event, Data):
+            first = event.data
+            if len(first) == length and first.__class__ is bytes and wire.next_event() is END:
+                return first
+            parts.append(first)
+        elif event is END:
+            return b""
+        while (event := wire.next_event()) is not END:
+            if isinstance(event, Data):
+                parts.append(event.data)
+            else:
+                wire.receive_data(sock.recv(CHUNK_SIZE))
+        return b"".join(parts)
+    if progress is not None:
+        progress.begin(length)
+    if write is None and length is not None and length > _DIRECT_BODY:
+        data: Any = _receive_whole(sock, wire, length, progress)
+    else:
+        pieces: list[bytes | memoryview] = []
+        while True:
+            event = wire.next_event()
+            if event is NEED_DATA:
+                left = wire.body_bytes_left
+                wire.receive_data(sock.recv(CHUNK_SIZE if left is None else min(left, CHUNK_SIZE)))
+                continue
+            if event is END:
+                break
+            piece = cast(Data, event).data
+            if write is not None:
+                write(memoryview(piece))
+            else:
+                pieces.append(piece)
+            if progress is not None:
+                progress.advance(len(piece))
+        only = len(pieces) == 1 and pieces[0].__class__ is bytes
+        data = pieces[0] if only else b"".join(pieces)
+    if progress is not None:
+        progress.end()
     return data
 
 
-def _read_chunked(rfile: io.BufferedReader) -> bytes:
-    parts: list[bytes] = []
-    while size := _next_chunk_size(rfile):
-        parts.append(_read_exactly(rfile, size))
-        if rfile.read(2) != b"\r\n":
-            raise _BrokenReply("the chunked reply was cut short")
-    return b"".join(parts)
+def _receive_whole(
+    sock: Any, wire: ClientConnection, length: int, progress: Progress | None
+) -> bytes:
+    """A ``Content-Length`` body received into one buffer of its length: what the wire
+    already holds first, then straight from the socket (``recv_into``), never past the body.
+
+    Without progress reports, `io.BufferedReader.read` fills one ``bytes`` of that length
+    from `_BodyReader` (as the stdlib reads a large ``read(n)``: into the result, not through
+    its buffer); with them, a `BytesIO`'s buffer is filled read by read, each reported.
+    """
+    raw = _BodyReader(sock, wire, progress)
+    try:
+        if progress is None:
+            data = io.BufferedReader(raw, _READ_BUFFER).read(length)
+        else:
+            whole = io.BytesIO()
+            whole.seek(length - 1)
+            whole.write(b"\0")
+            with whole.getbuffer() as view:
+                filled = 0
+                while filled < length and (count := raw.readinto(view[filled:])):
+                    filled += count
+            data = whole.getvalue()[:filled]
+    except (MemoryError, OverflowError):
+        raise ReplyError(f"the reply announces {length} bytes, more than fit in memory") from None
+    if len(data) < length:
+        wire.receive_data(b"")
+        wire.next_event()  # raises: the body was cut short (the wire counted what came)
+    if wire.next_event() is not END:  # pragma: no cover - the wire counted every byte
+        raise RuntimeError("the reply did not end with its body")
+    return data
+
+
+class _BodyReader(io.RawIOBase):
+    """A ``Content-Length`` body as a raw stream: the pieces the wire holds, then the
+    socket, at most the body's bytes (so that nothing after it is read), each counted by the
+    wire (`ClientConnection.body_received`) and reported to ``progress``."""
+
+    def __init__(self, sock: Any, wire: ClientConnection, progress: Progress | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._wire = wire
+        self._progress = progress
+        self._piece: memoryview | None = None
+        self._buffered = True  # the wire may still hold bytes that came with the head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        piece = self._piece
+        if piece is None and self._buffered:
+            event = self._wire.next_event()
+            if isinstance(event, Data):
+                piece = memoryview(event.data)
+            else:
+                self._buffered = False  # NEED_DATA: the rest comes from the socket
+        if piece is not None:
+            count = min(len(view), len(piece))
+            view[:count] = piece[:count]
+            self._piece = piece[count:] if count < len(piece) else None
+        else:
+            left = self._wire.body_bytes_left or 0
+            count = self._sock.recv_into(view, min(len(view), left)) if left else 0
+            self._wire.body_received(count)
+        if self._progress is not None:
+            self._progress.advance(count)
+        return count
 
 
 # -- streaming (SPEC 10) ---------------------------------------------------------------------
-
-_CHUNKED_END: Final = b"Transfer-Encoding: chunked\r\n\r\n"
 
 
 class _LocalError(Exception):
@@ -751,7 +812,9 @@ class _Transfer:
         view: memoryview | None,
         out: _BinaryWriter | None,
         progress: ProgressCallback | None,
+        url: str,
     ) -> None:
+        self._url = url
         self._file = file
         self._view = view
         self._out = out
@@ -760,14 +823,6 @@ class _Transfer:
         self.size: int | None = stream_size(file) if view is None else view.nbytes
         self.consumed = False  # bytes of the file payload have been read
         self.written = 0  # bytes written into out
-        self._url = ""
-
-    def head(self, head: bytes, url: str) -> bytes:
-        """The request head, framed: from `RequestHeads.put`'s cached head."""
-        self._url = url
-        if self.size is not None:
-            return b"%sContent-Length: %d\r\n\r\n" % (head, self.size)
-        return head + _CHUNKED_END
 
     def rewind(self, url: str, error: BaseException) -> None:
         """Make the call ready to be sent again, or raise `ConnectionLost` if it cannot be."""
@@ -783,52 +838,45 @@ class _Transfer:
             raise _LocalError(exc) from exc
         self.consumed = False
 
-    def run(self, conn: Any, head: bytes, timeout: float) -> tuple[int, dict[str, str], Any, bool]:
-        """Send the request and read the reply on a connected urllib3 connection."""
-        sock = conn.sock
+    def run(
+        self, sock: Any, wire: ClientConnection, head: bytes, timeout: float
+    ) -> tuple[int, dict[str, str], Any]:
+        """Send the request and read the reply on a connected socket, through its wire."""
         sock.settimeout(timeout)
         early: OSError | None = None
         try:
-            self._send_body(sock, head)
+            self._send_body(sock, wire, wire.start_put(head, self.size))
         except FileEndedEarly as exc:
             raise EncodeError(file_ended_early(self._url, exc.done, exc.size)) from None
         except TimeoutError as exc:
             raise _SendFailed from exc  # the server stopped reading the body: WriteTimeout
         except OSError as exc:
             early = exc  # the server may have answered, then closed, before reading it all
-        rfile = conn.reader()
         try:
-            minor, status, headers = _read_reply_head(rfile)
-        except (OSError, HTTPError, _BrokenReply):
+            reply = _reply_head(sock, wire)
+        except (OSError, ReplyError):
             if early is not None:  # no early answer: the body just could not be sent whole
                 raise _SendFailed from early
             raise
-        keep_alive = early is None and minor == 1 and not asks_to_close(headers.get("connection"))
-        length, chunked = _reply_framing(status, headers)
-        if length is None and not chunked:
-            keep_alive = False  # framed by closing the connection
-        data: Any = b""
+        status = reply.status
         if status == 200 and self._out is not None:
-            self._receive(rfile, length, chunked, self._write)
-        elif status == 200 and self._progress is not None:
-            data = self._collect(rfile, length, chunked)
-        elif chunked:
-            data = _read_chunked(rfile)
-        elif length is not None:
-            data = _read_exactly(rfile, length)
+            data = _read_body(sock, wire, reply.length, self._write, self._progress)
+        elif status == 200:
+            data = _read_body(sock, wire, reply.length, None, self._progress)
         else:
-            data = rfile.read()
-        return status, headers, data, keep_alive
+            data = _read_body(sock, wire, reply.length, None, None)
+        return status, reply.headers, data
 
     # -- request body --------------------------------------------------------------------
 
-    def _send_body(self, sock: socket.socket, head: bytes) -> None:
+    def _send_body(self, sock: socket.socket, wire: ClientConnection, head: bytes) -> None:
         progress = self._progress
         size = self.size
         view = self._view
         if progress is not None:
             progress.begin(size)
         if view is not None:  # an encoded value: sliced, never copied
+            wire.send_data(view)
             if progress is None or view.nbytes <= ONE_WRITE_LIMIT:
                 send_message(sock, head, view, view.nbytes)
                 if progress is not None:
@@ -842,15 +890,21 @@ class _Transfer:
         elif size is not None and size <= ONE_WRITE_LIMIT:
             self.consumed = True
             data = _local(read_whole, self._file, size)
+            wire.send_data(data)
             send_message(sock, head, data, size)
             if progress is not None:
                 progress.advance(size)
         else:
-            self._send_file(sock, head, size)
+            self._send_file(sock, wire, head, size)
+        end = wire.end_request()
+        if end:
+            sock.sendall(end)
         if progress is not None:
             progress.end()
 
-    def _send_file(self, sock: socket.socket, head: bytes, size: int | None) -> None:
+    def _send_file(
+        self, sock: socket.socket, wire: ClientConnection, head: bytes, size: int | None
+    ) -> None:
         progress = self._progress
         advance = None if progress is None else progress.advance
         file = self._file
@@ -861,19 +915,14 @@ class _Transfer:
         self.consumed = True
         if offset is not None and size is not None:
             send_file_region(sock, file, offset, size, advance)
+            wire.body_sent(size)
             return
         chunks = FileChunks(file, size)
         while chunk := _local(chunks.next):
-            if size is None:
-                sock.sendall(chunk_head(len(chunk)))
-                sock.sendall(chunk)
-                sock.sendall(CHUNK_TAIL)
-            else:
-                sock.sendall(chunk)
+            for frame in wire.send_data(chunk):  # the chunk framing is the wire's
+                sock.sendall(frame)
             if advance is not None:
                 advance(len(chunk))
-        if size is None:
-            sock.sendall(LAST_CHUNK)
 
     # -- reply body ----------------------------------------------------------------------
 
@@ -885,50 +934,6 @@ class _Transfer:
         except Exception as exc:
             raise _LocalError(exc) from exc
         self.written += len(view)
-
-    def _receive(
-        self,
-        rfile: io.BufferedReader,
-        length: int | None,
-        chunked: bool,
-        write: Callable[[memoryview], None],
-    ) -> None:
-        progress = self._progress
-        if progress is not None:
-            progress.begin(None if chunked else length)
-        buffer = memoryview(bytearray(CHUNK_SIZE))
-        if chunked:
-            while size := _next_chunk_size(rfile):
-                _copy_exactly(rfile, size, buffer, write, progress)
-                if rfile.read(2) != b"\r\n":
-                    raise _BrokenReply("the chunked reply was cut short")
-        elif length is not None:
-            _copy_exactly(rfile, length, buffer, write, progress)
-        else:
-            while count := rfile.readinto(buffer):
-                write(buffer[:count])
-                if progress is not None:
-                    progress.advance(count)
-        if progress is not None:
-            progress.end()
-
-    def _collect(self, rfile: io.BufferedReader, length: int | None, chunked: bool) -> Any:
-        """A 200 reply's body, kept in memory, with progress reports as it arrives."""
-        if length is not None and not chunked:
-            whole = bytearray(length)
-            view = memoryview(whole)
-            filled = 0
-
-            def into(piece: memoryview) -> None:
-                nonlocal filled
-                view[filled : filled + len(piece)] = piece
-                filled += len(piece)
-
-            self._receive(rfile, length, chunked, into)
-            return whole
-        parts: list[bytes] = []
-        self._receive(rfile, length, chunked, lambda piece: parts.append(bytes(piece)))
-        return b"".join(parts)
 
 
 def _guarded(callback: ProgressCallback) -> ProgressCallback:
@@ -951,72 +956,6 @@ def _local(function: Callable[..., T], *args: Any) -> T:
         raise EncodeError(f"the file payload cannot be sent: {exc}") from exc
     except Exception as exc:
         raise _LocalError(exc) from exc
-
-
-def _read_reply_head(rfile: io.BufferedReader) -> tuple[int, int, dict[str, str]]:
-    """Read a reply head (1xx interim replies skipped): ``(minor, status, headers)``."""
-    while True:
-        status_line = rfile.readline(MAX_HEADER_BYTES + 1)
-        if not status_line:
-            raise _BrokenReply("the server closed the connection without replying")
-        if not status_line.endswith(b"\r\n"):
-            raise _BrokenReply("the connection closed in the middle of the reply head")
-        header_lines: list[bytes] = []
-        while (line := _readline(rfile)) != b"":
-            header_lines.append(line)
-            if len(header_lines) > MAX_HEADERS:
-                raise _BrokenReply("the reply has too many header fields")
-        minor, status, headers = parse_response_head(status_line[:-2], header_lines)
-        if status >= 200:
-            return minor, status, headers
-
-
-def _reply_framing(status: int, headers: dict[str, str]) -> tuple[int | None, bool]:
-    """How a reply body is framed: ``(length, chunked)``; ``(None, False)`` means it ends
-    when the connection closes."""
-    if status in (204, 304):
-        return 0, False  # RFC 9112 6.3: no body, whatever the headers say
-    if "transfer-encoding" in headers:
-        return None, True
-    framing = headers.get("content-length")
-    if framing is None:
-        return None, False
-    length = parse_content_length(framing)
-    if length is None:
-        raise _BrokenReply(f"the reply has an invalid Content-Length {framing[:40]!r}")
-    return length, False
-
-
-def _next_chunk_size(rfile: io.BufferedReader) -> int:
-    """Read a chunk-size line; at the last chunk, also the trailer section (then 0)."""
-    size_line = _readline(rfile).partition(b";")[0].strip()
-    if not _CHUNK_SIZE.fullmatch(size_line):
-        raise _BrokenReply(f"invalid chunk size {size_line[:20]!r}")
-    size = int(size_line, 16)
-    if size == 0:
-        while _readline(rfile):  # trailer fields
-            pass
-    return size
-
-
-def _copy_exactly(
-    rfile: io.BufferedReader,
-    count: int,
-    buffer: memoryview,
-    write: Callable[[memoryview], None],
-    progress: Progress | None,
-) -> None:
-    left = count
-    while left > 0:
-        got = rfile.readinto(buffer[: min(left, len(buffer))])
-        if not got:
-            raise _BrokenReply(
-                f"the reply body was cut short ({count - left} of {count} bytes arrived)"
-            )
-        write(buffer[:got])
-        left -= got
-        if progress is not None:
-            progress.advance(got)
 
 
 def _next_retry(retry: Retry, url: str, error: BaseException, *, connecting: bool = False) -> Retry:

@@ -1,8 +1,8 @@
 """The client side of the wire: one HTTP/1.1 connection as a sans-I/O state machine.
 
 In h11's shape (``Connection``: events in, bytes out; bytes in, events out), with no socket,
-no thread and no clock in it. A shell (the asyncio client; the sync client can use it the
-same way) moves the bytes:
+no thread and no clock in it. A shell (the asyncio client on asyncio transports, the sync
+client on urllib3's sockets) moves the bytes:
 
 - events in, bytes out: `RequestHeads` builds a request head once per (path, media type);
   `ClientConnection.start_put` frames it with ``Content-Length``, or with
@@ -14,9 +14,10 @@ same way) moves the bytes:
 
 Owns line splitting and the CR LF rule, the reply-head limits (`MAX_HEADER_BYTES`,
 `MAX_HEADERS`), 1xx interim replies (skipped), replies without a body (HEAD, 204, 304),
-``Content-Length`` and chunked framing (decoding and encoding), HTTP/1.0 replies framed by the
-end of the connection, keep-alive from the ``Connection`` tokens, and bytes left over after a
-reply (the connection is then not reused). Any reply it cannot frame is a `ReplyError`,
+``Content-Length`` and chunked framing (decoding with `_wire.ChunkedDecoder`, the server's
+decoder; encoding), HTTP/1.0 replies framed by the end of the connection, keep-alive from
+the ``Connection`` tokens (`_protocol.asks_to_close`), and bytes left over after a reply
+(the connection is then not reused). Any reply it cannot frame is a `ReplyError`,
 never a guess. The grammar of a head line is `_protocol.parse_response_head`'s.
 """
 
@@ -32,6 +33,7 @@ from ._protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     HTTPError,
+    asks_to_close,
     parse_content_length,
     parse_response_head,
 )
@@ -47,7 +49,6 @@ __all__ = [
     "ReplyError",
     "ReplyHead",
     "RequestHeads",
-    "connection_tokens",
 ]
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
@@ -114,12 +115,6 @@ class Data:
         return f"<Data {len(self.data)} bytes>"
 
 
-def connection_tokens(value: str) -> frozenset[str]:
-    """The tokens of a ``Connection`` header, lower-cased (``"Keep-Alive, Close"`` gives
-    ``{"keep-alive", "close"}``): only the token ``close`` closes, never ``x-close-later``."""
-    return frozenset(token.strip(" \t").lower() for token in value.split(","))
-
-
 class RequestHeads:
     """Request heads, each built once per (path, media type) and kept.
 
@@ -175,16 +170,13 @@ class RequestHeads:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-class _In(enum.Enum):
-    IDLE = 0  # no request started
-    HEAD = 1  # reading a reply head (1xx ones included)
-    LENGTH = 2  # a Content-Length body
-    CHUNKED = 3  # a chunked body, decoded by _wire.ChunkedDecoder (the server's decoder)
-    UNTIL_CLOSE = 4  # a body that ends when the connection does
-    DONE = 5
-
-
-_BODY_STATES: Final = frozenset({_In.LENGTH, _In.CHUNKED, _In.UNTIL_CLOSE})
+# What the connection is reading (plain ints: compared on every event).
+_IDLE: Final = 0  # no request started
+_HEAD: Final = 1  # reading a reply head (1xx ones included)
+_LENGTH: Final = 2  # a Content-Length body
+_CHUNKED_BODY: Final = 3  # a chunked body, decoded by _wire.ChunkedDecoder (the server's decoder)
+_UNTIL_CLOSE: Final = 4  # a body that ends when the connection does
+_DONE: Final = 5
 
 
 class ClientConnection:
@@ -208,7 +200,7 @@ class ClientConnection:
         self._pos = 0  # bytes of _buf already consumed
         self._direct: bytes | None = None  # a received piece not copied into _buf (yet)
         self._eof = False
-        self._in = _In.IDLE
+        self._in: int = _IDLE
         self._head_request = False
         self._sending: int | None = None  # body bytes still to send; None: chunked
         self._request_done = False
@@ -220,7 +212,7 @@ class ClientConnection:
         self._got_bytes = False  # any byte of this reply arrived
         self._lines: list[bytes] = []
         self._chunked: ChunkedDecoder | None = None
-        self._pieces: collections.deque[bytes] = collections.deque()  # decoded, not given out
+        self._pieces: collections.deque[bytes] | None = None  # decoded, not given out yet
         self._scan = 0  # where the search for the next LF resumes (>= _pos)
         self._head_bytes = 0
         self.leftover = False
@@ -244,6 +236,16 @@ class ClientConnection:
         self._sending = length
         return b"%sContent-Length: %d\r\n\r\n" % (head, length)
 
+    def put_whole(self, head: bytes, length: int) -> bytes:
+        """Begin and end a PUT whose body of ``length`` bytes the shell sends at once with
+        its head (or closes the connection if it cannot): the head's bytes, framed with
+        ``Content-Length``. The same as `start_put`, `send_data` of the whole body and
+        `end_request`, for the fast path of a small call."""
+        self._start()
+        self._sending = 0
+        self._request_done = True
+        return b"%sContent-Length: %d\r\n\r\n" % (head, length)
+
     def start_probe(self, head: bytes) -> bytes:
         """Begin a ``HEAD`` request (no body; its reply has none): returns ``head``.
 
@@ -260,7 +262,7 @@ class ClientConnection:
         if self._request_started:
             raise RuntimeError("a request was already started on this connection")
         self._request_started = True
-        self._in = _In.HEAD
+        self._in = _HEAD
 
     def send_data(self, data: bytes | bytearray | memoryview) -> tuple[bytes | memoryview, ...]:
         """Frame one piece of the request body: the pieces to write, in order (the data
@@ -275,6 +277,17 @@ class ClientConnection:
             raise RuntimeError(f"{size} bytes of body sent where {self._sending} were left to send")
         self._sending -= size
         return (view,)
+
+    def body_sent(self, count: int) -> None:
+        """Count ``count`` bytes of a ``Content-Length`` body that the shell sent without
+        `send_data` (from the kernel: ``sendfile``).
+
+        Raises:
+            RuntimeError: No such body is being sent, or ``count`` is more than it has left.
+        """
+        if self._request_done or self._sending is None or not 0 <= count <= self._sending:
+            raise RuntimeError("no Content-Length body is being sent for these bytes")
+        self._sending -= count
 
     def end_request(self) -> bytes:
         """End the request body: the bytes to write (the last chunk, or nothing).
@@ -310,7 +323,7 @@ class ClientConnection:
         if not data:
             self._eof = True
             return
-        if self._in is _In.DONE:
+        if self._in == _DONE:
             self.leftover = True
             return
         self._got_bytes = True
@@ -332,16 +345,7 @@ class ClientConnection:
         """
         state = self._in
         while True:
-            if state is _In.DONE:
-                return END
-            if self._direct is not None and state not in _BODY_STATES:
-                self._buf += self._direct  # lines are split in _buf
-                self._direct = None
-            if state is _In.HEAD:
-                head = self._read_head()
-                if head is not None:
-                    return head
-            elif state is _In.LENGTH:
+            if state == _LENGTH:
                 data = self._take(self._left)
                 if data is not None:
                     self._left -= len(data)
@@ -349,11 +353,26 @@ class ClientConnection:
                     if not self._left:
                         self._done()
                     return Data(data)
-            elif state is _In.CHUNKED:
+            elif state == _DONE:
+                return END
+            elif state == _HEAD:
+                if self._direct is not None:
+                    if not self._lines and self._pos == len(self._buf):
+                        head = self._head_in_piece()  # the usual case: a head in one piece
+                        if head is not None:
+                            return head
+                        state = self._in
+                        continue
+                    self._buf += self._direct  # lines are split in _buf
+                    self._direct = None
+                head = self._read_head()
+                if head is not None:
+                    return head
+            elif state == _CHUNKED_BODY:
                 piece = self._next_piece()
                 if piece is not None:
                     return Data(piece)
-            elif state is _In.UNTIL_CLOSE:
+            elif state == _UNTIL_CLOSE:
                 data = self._take(-1)
                 if data is not None:
                     self._received += len(data)
@@ -362,7 +381,7 @@ class ClientConnection:
                     self._done()
             else:
                 raise RuntimeError("no request was started on this connection")
-            if self._in is state:  # no progress: more bytes needed
+            if self._in == state:  # no progress: more bytes needed
                 if self._eof:
                     raise ReplyError(self._cut_short())
                 return NEED_DATA
@@ -372,7 +391,7 @@ class ClientConnection:
     def body_bytes_left(self) -> int | None:
         """Bytes of a ``Content-Length`` body not yet received (a shell may size its next
         read by it), or ``None`` when the body's end is not known in advance."""
-        if self._in is _In.LENGTH:
+        if self._in == _LENGTH:
             buffered = len(self._buf) - self._pos + len(self._direct or b"")
             return max(0, self._left - buffered)
         return None
@@ -387,7 +406,7 @@ class ClientConnection:
                 buffer, or ``count`` is more than the body has left.
         """
         buffered = self._direct is not None or self._pos < len(self._buf)
-        if self._in is not _In.LENGTH or buffered or not 0 <= count <= self._left:
+        if self._in != _LENGTH or buffered or not 0 <= count <= self._left:
             raise RuntimeError("no Content-Length body is waiting for these bytes")
         if count:
             self._got_bytes = True
@@ -401,12 +420,20 @@ class ClientConnection:
         """Whether the connection can carry another request: the request was sent whole, the
         reply was read to its end, was keep-alive, and nothing came after it."""
         return (
-            self._in is _In.DONE
+            self._in == _DONE
             and self._request_done
             and self._keep_alive
             and not self.leftover
             and not self._eof
         )
+
+    def next_cycle(self) -> bool:
+        """Make the connection ready for another request if it is `reusable`, and say
+        whether it was (if not, the shell closes it)."""
+        if not self.reusable:
+            return False
+        self._reset()
+        return True
 
     def start_next_cycle(self) -> None:
         """Make the connection ready for another request after a reusable exchange.
@@ -471,19 +498,22 @@ class ClientConnection:
 
     def _read_head(self) -> ReplyHead | None:
         while True:
-            before = self._pos
-            line = self._next_line(MAX_HEADER_BYTES + 2 - self._head_bytes, _HEAD_TOO_LARGE)
-            if line is None:
-                return None
-            self._head_bytes += self._pos - before
-            if line:
-                self._lines.append(line)
-                if len(self._lines) > MAX_HEADERS + 1:
-                    raise ReplyError(f"the reply head has more than {MAX_HEADERS} fields")
-                continue
-            if not self._lines:
-                raise ReplyError("the reply begins with an empty line, not a status line")
-            status_line, *fields = self._lines
+            lines = self._whole_head() if not self._lines else None
+            if lines is None:  # line by line: a head that has not arrived whole, or breaks a rule
+                before = self._pos
+                line = self._next_line(MAX_HEADER_BYTES + 2 - self._head_bytes, _HEAD_TOO_LARGE)
+                if line is None:
+                    return None
+                self._head_bytes += self._pos - before
+                if line:
+                    self._lines.append(line)
+                    if len(self._lines) > MAX_HEADERS + 1:
+                        raise ReplyError(f"the reply head has more than {MAX_HEADERS} fields")
+                    continue
+                if not self._lines:
+                    raise ReplyError("the reply begins with an empty line, not a status line")
+                lines = self._lines
+            status_line, *fields = lines
             self._lines = []
             self._head_bytes = 0
             try:
@@ -498,9 +528,57 @@ class ClientConnection:
             self._compact()
             return head
 
+    def _head_in_piece(self) -> ReplyHead | None:
+        """Read a head from the received piece kept whole, without copying it into the
+        buffer; what follows the head stays a piece of its own (the body, given out
+        uncopied). ``None`` if that piece does not hold a whole final head: it is then in
+        the buffer for the line-by-line reading."""
+        direct = self._direct
+        assert direct is not None
+        end = direct.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 2)
+        lines = direct[:end].split(b"\r\n") if end > 0 else None
+        if (
+            lines is None
+            or not lines[0]
+            or len(lines) > MAX_HEADERS + 1
+            or direct.count(b"\n", 0, end) != len(lines) - 1
+        ):
+            self._buf += direct  # not whole, or breaking a rule: line by line says which
+            self._direct = None
+            return None
+        rest = direct[end + 4 :]
+        self._direct = rest or None
+        try:
+            minor, status, headers = parse_response_head(lines[0], lines[1:])
+        except HTTPError as exc:
+            raise ReplyError(f"the reply head is malformed: {exc.detail}") from None
+        if status < 200:
+            if status == 101:
+                raise ReplyError("the server switched protocols (101), never asked for")
+            return None  # an interim reply: the next head is in the rest
+        return self._frame(minor, status, headers)
+
+    def _whole_head(self) -> list[bytes] | None:
+        """The lines of a head that lies whole in the buffer and keeps every rule the
+        line-by-line reading checks (CR LF only, the size and field limits, a status line
+        first), consumed; otherwise ``None``, consuming nothing (the usual case of one read
+        holding the whole head, split in one pass)."""
+        buf = self._buf
+        start = self._pos
+        end = buf.find(b"\r\n\r\n", start, start + MAX_HEADER_BYTES + 2)
+        if end <= start:
+            return None
+        block = bytes(buf[start:end])
+        lines = block.split(b"\r\n")
+        if not lines[0] or len(lines) > MAX_HEADERS + 1 or block.count(b"\n") != len(lines) - 1:
+            return None  # an empty first line, too many fields, a bare LF: the line-by-line
+            # reading says which
+        self._pos = self._scan = end + 4
+        return lines
+
     def _frame(self, minor: int, status: int, headers: dict[str, str]) -> ReplyHead:
         """Decide how the reply body is framed (RFC 9112 section 6.3)."""
-        keep_alive = minor == 1 and "close" not in connection_tokens(headers.get("connection", ""))
+        keep_alive = minor == 1 and not asks_to_close(headers.get("connection"))
         coding = headers.get("transfer-encoding")
         framing = headers.get("content-length")
         length: int | None
@@ -520,17 +598,18 @@ class ClientConnection:
                 )
             length = None
             self._chunked = ChunkedDecoder(sys.maxsize)  # no limit: the caller asked for it
-            self._in = _In.CHUNKED
+            self._pieces = collections.deque()
+            self._in = _CHUNKED_BODY
         elif framing is not None:
             length = parse_content_length(framing)
             if length is None:
                 raise ReplyError(f"the reply has an invalid Content-Length {framing[:40]!r}")
             self._left = length
-            self._in = _In.LENGTH
+            self._in = _LENGTH
         else:  # an HTTP/1.0 server (dataserve 0.1) ends the body by closing the connection
             length = None
             keep_alive = False
-            self._in = _In.UNTIL_CLOSE
+            self._in = _UNTIL_CLOSE
         self._keep_alive = keep_alive
         self._length = length
         if length == 0:
@@ -542,7 +621,9 @@ class ClientConnection:
         ``None`` if more bytes are needed (or the body ended: the state is then DONE)."""
         decoder = self._chunked
         assert decoder is not None
-        while not self._pieces:
+        pieces = self._pieces
+        assert pieces is not None
+        while not pieces:
             if decoder.done:
                 self._chunked = None
                 if decoder.leftover:
@@ -553,16 +634,16 @@ class ClientConnection:
             if data is None:
                 return None
             try:
-                self._pieces.extend(piece for piece in decoder.feed(bytes(data)) if piece)
+                pieces.extend(piece for piece in decoder.feed(bytes(data)) if piece)
             except HTTPError as exc:
                 raise ReplyError(f"the chunked reply is malformed: {exc.detail}") from None
-        piece = self._pieces.popleft()
+        piece = pieces.popleft()
         self._received += len(piece)
         return piece
 
     def _done(self) -> None:
         """The reply ended: anything received beyond it is a leftover."""
-        self._in = _In.DONE
+        self._in = _DONE
         if self._direct is not None or self._pos < len(self._buf):
             self.leftover = True
             self._direct = None
@@ -571,11 +652,11 @@ class ClientConnection:
 
     def _cut_short(self) -> str:
         state = self._in
-        if state is _In.HEAD:
+        if state == _HEAD:
             if not self._got_bytes:
                 return "the server closed the connection without replying"
             return "the connection closed in the middle of the reply head"
-        if state is _In.LENGTH:
+        if state == _LENGTH:
             return (
                 f"the reply body was cut short ({self._received} of {self._length} bytes arrived)"
             )

@@ -310,6 +310,16 @@ def error_reply(error: HTTPError) -> Reply:
     )
 
 
+def _no_route_detail(resource: str, routes: Mapping[str, object]) -> str:
+    """The 404 detail for a handler of routes only, asked for a resource none of them names."""
+    names = sorted(routes)
+    shown = ", ".join(repr(name) for name in names[:10]) + (", ..." if len(names) > 10 else "")
+    return (
+        f"no route for {resource!r}: the handler's routes are {shown}, and it does not "
+        "override handle_request, which would receive the other resources"
+    )
+
+
 def _none_detail(resource: str, route: ResolvedRoute | None) -> str:
     """The 404 detail for a handler that returned ``None``: true in both of its meanings."""
     if route is None:
@@ -386,6 +396,8 @@ class ServerCore:
         self._routes = resolve_routes(handler)
         self._streamed = frozenset(r for r, route in self._routes.items() if route.stream)
         self._catch_all: Callable[[str, Any], object] = handler.handle_request
+        # A handler of routes only: a resource no route names is answered without asking it.
+        self._routes_only = type(handler).handle_request is HTTPDataHandler.handle_request
         self._ok_headers: dict[str, tuple[tuple[str, str], ...]] = {}
 
     # -- head ------------------------------------------------------------------------------
@@ -490,6 +502,8 @@ class ServerCore:
         if codec is None:  # HEAD
             return Reply(200, _HEAD_HEADERS, b"")
         route = self._routes.get(resource)
+        if route is None and self._routes_only:
+            raise HTTPError(404, _no_route_detail(resource, self._routes))
         if route is None:
             payload = self._decode(codec, body, request.params, None)
             call: Callable[[str, Any], object] = self._catch_all
