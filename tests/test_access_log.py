@@ -107,6 +107,7 @@ def test_404_and_401_lines_never_show_the_token_or_the_payload(
         assert client.send("/echo", PAYLOAD) == PAYLOAD
         with pytest.raises(ResourceNotFound):
             client.send("/none", PAYLOAD)
+    access.wait_for(2)  # logged after the reply: before another connection's line
     with HTTPDataClient(url=server.url, auth_token=WRONG) as client:
         with pytest.raises(Unauthorized):
             client.send("/echo", PAYLOAD)
@@ -124,8 +125,12 @@ def test_query_strings_and_line_breaks_never_reach_the_log(
     make_server: Callable[..., HTTPDataServer], access: AccessLines
 ) -> None:
     server = make_server(access_log=True)
+    # Each line is logged after its reply is sent: wait for it before the next request, or
+    # two connections' threads may log in either order.
     assert raw_exchange(server.port, put("/echo?key=hidden-value", b"1")).status == 200
+    access.wait_for(1)
     assert raw_exchange(server.port, put("/a%0D%0Afake%20200%20line", b"1")).status == 200
+    access.wait_for(2)
     assert raw_exchange(server.port, b"PUT /nolength?key=hidden-value HTTP/1.1\r\nHost: t\r\n\r\n")
     query, crlf, refused = access.wait_for(3)
     assert " PUT '/echo' 200 " in query.getMessage()
@@ -335,8 +340,11 @@ def test_streamed_bodies_and_returned_files_are_logged(
     server = make_server(Files(), access_log=True)
     with HTTPDataClient(url=server.url) as client:
         assert client.send("/count", b"x" * 300_000) == 300_000
+        access.wait_for(1)  # each line is logged after its reply: keep them in order
         assert client.send("/file", 70_000) == b"z" * 70_000
+        access.wait_for(2)
         assert client.send("/pipe", 5000) == b"y" * 5000
+        access.wait_for(3)
         assert client.send("/count", io.BytesIO(b"w" * 1234)) == 1234
     streamed, file, pipe, again = access.wait_for(4)
     assert " PUT '/count' 200 in=300000 out=6 " in streamed.getMessage()
