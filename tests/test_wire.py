@@ -27,6 +27,7 @@ from dataserve._wire import (
     RequestHead,
     ServerConnection,
     date_line,
+    parse_version,
     reply_has_body,
 )
 from dataserve.codecs._registry import default_registry
@@ -541,3 +542,13 @@ def test_a_chunked_body_is_never_read_directly() -> None:
     assert wire.direct_read_pending == 0
     with pytest.raises(RuntimeError):
         wire.data_read_directly(1)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "version"),
+    [("HTTP/1.1", (1, 1)), ("HTTP/1.0", (1, 0)), ("HTTP/2", None), ("http/1.1", None), ("", None)],
+)
+def test_parse_version_names_only_the_versions_served(
+    protocol: str, version: tuple[int, int] | None
+) -> None:
+    assert parse_version(protocol) == version

@@ -54,6 +54,7 @@ __all__ = [
     "parse_fields",
     "parse_request_head",
     "parse_request_line",
+    "parse_version",
     "reply_has_body",
     "unterminated_chunked_error",
 ]
@@ -278,6 +279,12 @@ def asks_to_close(connection: str | None) -> bool:
     if value == "close":  # the usual case, settled without splitting
         return True
     return "close" in value and any(token.strip() == "close" for token in value.split(","))
+
+
+def parse_version(protocol: str) -> tuple[int, int] | None:
+    """The HTTP version this server speaks that ``protocol`` names (``"HTTP/1.1"`` is
+    ``(1, 1)``, ``"HTTP/1.0"`` is ``(1, 0)``), or ``None`` for any other text."""
+    return _VERSIONS.get(protocol.encode("latin-1", "replace"))
 
 
 def parse_content_length(value: str) -> int | None:

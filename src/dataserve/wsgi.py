@@ -50,6 +50,7 @@ from ._wire import (
     check_body_complete,
     check_body_total,
     frame_request,
+    parse_version,
     reply_has_body,
     unterminated_chunked_error,
 )
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["make_app"]
 
-_VERSIONS: Final = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 _READ_SIZE: Final = 1 << 20  # a chunked body is read from wsgi.input in pieces of at most this
 
@@ -290,7 +290,8 @@ def _head_of(environ: WSGIEnvironment) -> RequestHead:
         value = environ.get(key)
         if value:
             headers[name] = value
-    version = _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), (1, 1))
+    # A version the WSGI server accepted but the wire does not name (an HTTP/2 front): 1.1.
+    version = parse_version(str(environ.get("SERVER_PROTOCOL", ""))) or (1, 1)
     # PATH_INFO is the percent-decoded path as latin-1 text (PEP 3333): encode it back so that
     # the core decodes the resource exactly as the socket server does (UTF-8, NUL refused).
     path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe=_PATH_SAFE) or "/"
