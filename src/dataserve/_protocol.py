@@ -631,17 +631,11 @@ def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
             close=True,
         )
     elif isinstance(error, BodyTooLarge):
-        failure = HTTPError(
-            413,
-            f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
-            close=True,
-        )
+        failure = HTTPError(413, str(error), close=True)  # the wire's detail (check_body_total)
     elif isinstance(error, BodyRejected):
         failure = HTTPError(error.status, error.detail, close=True)
     elif isinstance(error, BodyCutShort):
-        failure = HTTPError(
-            400, f"the request body for {resource!r} was cut short: {error}", close=True
-        )
+        failure = HTTPError(400, str(error), close=True)  # the wire's detail (body_cut_short)
     else:
         failure = HTTPError(
             400, f"the request body for {resource!r} could not be read: {error}", close=True

@@ -10,13 +10,14 @@ of a reply body, and what is left over after a message (pipelining).
 In h11's shape: a `ServerConnection` takes the bytes a shell received and hands out events (a
 request head, body data, the end of the message), and turns a reply into the bytes to send. It
 never sees a socket, a thread or a clock: the shell moves the bytes, keeps the deadlines and
-passes in the ``Date`` line; the semantics (methods, auth, codecs, statuses of the handler's
-answer) are `ServerCore`'s (`_protocol`).
+passes in its clock's time for the ``Date`` line (`date_line`); the semantics (methods, auth,
+codecs, statuses of the handler's answer) are `ServerCore`'s (`_protocol`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Final, cast
 
@@ -42,13 +43,19 @@ __all__ = [
     "RequestHead",
     "ServerConnection",
     "asks_to_close",
+    "body_cut_short",
+    "check_body_complete",
     "check_body_total",
     "check_content_length",
     "chunk_head",
+    "date_line",
     "frame_request",
     "parse_content_length",
     "parse_fields",
     "parse_request_head",
+    "parse_request_line",
+    "parse_version",
+    "reply_has_body",
     "unterminated_chunked_error",
 ]
 
@@ -95,6 +102,45 @@ CHUNK_TAIL: Final = b"\r\n"
 """What follows each chunk's data."""
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 """The interim reply that tells a client waiting with ``Expect: 100-continue`` to send."""
+
+
+_WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_date_cache: list[object] = [-1, b""]
+
+
+def date_line(now: float) -> bytes:
+    """The ``Date`` field line (RFC 9110 5.6.7, IMF-fixdate) with its CRLF, for a reply head
+    (`ServerConnection.reply_head`'s ``date``); ``now`` is the shell's clock (seconds since
+    the epoch). Formatted once per second."""
+    second = int(now)
+    if _date_cache[0] != second:
+        t = time.gmtime(second)
+        _date_cache[1] = (
+            f"Date: {_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT\r\n"
+        ).encode()
+        _date_cache[0] = second
+    return cast(bytes, _date_cache[1])
+
+
+def reply_has_body(method: str) -> bool:
+    """Whether the reply to a request with this method carries its body: not for ``HEAD``
+    (RFC 9110 9.3.2), whose reply keeps the framing fields of the body it leaves out."""
+    return method != "HEAD"
 
 
 def chunk_head(size: int) -> bytes:
@@ -235,6 +281,12 @@ def asks_to_close(connection: str | None) -> bool:
     return "close" in value and any(token.strip() == "close" for token in value.split(","))
 
 
+def parse_version(protocol: str) -> tuple[int, int] | None:
+    """The HTTP version this server speaks that ``protocol`` names (``"HTTP/1.1"`` is
+    ``(1, 1)``, ``"HTTP/1.0"`` is ``(1, 0)``), or ``None`` for any other text."""
+    return _VERSIONS.get(protocol.encode("latin-1", "replace"))
+
+
 def parse_content_length(value: str) -> int | None:
     """The length a ``Content-Length`` value announces, or ``None`` if it is not 1 to 19
     ASCII digits (RFC 9110 8.6: no sign, no spaces, no other digits such as ``'²'``)."""
@@ -247,6 +299,22 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
     Raises:
         HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
             than 1.0 and 1.1. Every such error closes the connection.
+    """
+    method, target, version = parse_request_line(request_line)
+    headers = parse_fields(header_lines)
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method, target, version, headers)
+
+
+def parse_request_line(request_line: bytes) -> tuple[str, str, tuple[int, int]]:
+    """Parse a request line (without its CRLF) strictly, per RFC 9112 section 3.
+
+    Returns:
+        The method, the request target as sent (latin-1 text) and the HTTP version.
+    Raises:
+        HTTPError: 400 for a malformed line, 505 for an HTTP version other than 1.0 and
+            1.1. Both close the connection.
     """
     parts = request_line.split(b" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
@@ -263,10 +331,7 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
         raise HTTPError(400, "malformed HTTP version in request line", close=True)
     if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
         raise HTTPError(400, "control character in request target", close=True)
-    headers = parse_fields(header_lines)
-    if version == (1, 1) and "host" not in headers:
-        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
-    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+    return method.decode("ascii"), target.decode("latin-1"), version
 
 
 def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
@@ -380,6 +445,37 @@ def check_body_total(total: int, max_body_size: int) -> None:
         raise HTTPError(
             413, f"chunked body over this server's limit of {max_body_size} bytes", close=True
         )
+
+
+def body_cut_short(received: int, length: int | None) -> HTTPError:
+    """The error for a request body that ended before its framing said it would: the
+    connection ended (or, under WSGI, the server's ``wsgi.input`` ran out) after
+    ``received`` body bytes, of a ``Content-Length`` of ``length`` (``None``: a chunked body
+    before its last chunk). 400, closing the connection; the reply still reaches a client
+    that closed only its sending side.
+    """
+    if length is None:
+        detail = (
+            f"the request body ended after {received} bytes, before the last chunk of its "
+            "chunked framing; send the whole body, ending with the last chunk"
+        )
+    else:
+        detail = (
+            f"the request body ended after {received} of the {length} bytes its "
+            "Content-Length announced; send the whole body, or a Content-Length that matches it"
+        )
+    return HTTPError(400, detail, close=True)
+
+
+def check_body_complete(received: int, length: int) -> None:
+    """Refuse a body that ended with fewer bytes than its ``Content-Length`` (see
+    `body_cut_short`).
+
+    Raises:
+        HTTPError: 400, closing the connection.
+    """
+    if received < length:
+        raise body_cut_short(received, length)
 
 
 def unterminated_chunked_error() -> HTTPError:
@@ -734,6 +830,33 @@ class ServerConnection:
         return self._raw.partition(b"\r\n")[0]
 
     @property
+    def request_start(self) -> tuple[str, str] | None:
+        """The method and target of the current request (for a log line): from its parsed
+        head, or, for a head refused or cut short before it was whole (a malformed field, a
+        stall), from its request line alone (parsed by `parse_request_line`); ``None`` when
+        no valid request line has arrived."""
+        head = self.head
+        if head is not None:
+            return head.method, head.target
+        line = self.request_line
+        if not line:
+            return None
+        try:
+            method, target, _ = parse_request_line(line)
+        except HTTPError:
+            return None
+        return method, target
+
+    def cut_short_error(self) -> HTTPError:
+        """The error to answer when the connection ended inside the current request's body
+        (a `ConnectionClosed` with ``mid_message``): `body_cut_short`, from what arrived."""
+        head = self.head
+        if head is None or not head.chunked:
+            return body_cut_short(self.received, None if head is None else head.length)
+        decoder = cast(ChunkedDecoder, self._decoder)  # its sizes count the chunk begun whole
+        return body_cut_short(decoder.received - decoder.data_pending, None)
+
+    @property
     def trailing_data(self) -> bytes:
         """The bytes received and not yet used (the start of the next request, pipelined)."""
         return bytes(self._buf[self._pos :])
@@ -761,6 +884,14 @@ class ServerConnection:
 
     # -- bytes in, events out ------------------------------------------------------------
 
+    @property
+    def direct_read_pending(self) -> int:
+        """Body bytes the shell may read straight from its transport into its own buffer and
+        count with `data_read_directly`: the `data_pending` of a body framed by
+        ``Content-Length``; 0 otherwise (a chunked body's bytes go through `receive_data`,
+        since its framing lines come between them)."""
+        return self.data_pending if self._state == _S_BODY else 0
+
     def receive_data(self, data: bytes) -> None:
         """Take the next bytes received, in pieces of any size; ``b""`` means the peer closed."""
         if not data:
@@ -773,7 +904,7 @@ class ServerConnection:
             self._pos = 0
 
     def data_read_directly(self, count: int) -> None:
-        """Count ``count`` body bytes (at most `data_pending`) that the shell read straight
+        """Count ``count`` body bytes (at most `direct_read_pending`) that the shell read straight
         from its transport into its own buffer, instead of passing them through
         `receive_data` (to assemble a large body in one buffer without a copy)."""
         if self._state != _S_BODY or count > self.data_pending:
@@ -806,7 +937,8 @@ class ServerConnection:
                 return END_OF_MESSAGE
         except HTTPError:
             if self.head is None and self._raw:  # refused in its head: a HEAD still gets no body
-                self._method = _method_of(self.request_line)
+                start = self.request_start
+                self._method = "" if start is None else start[0]
             self._state = _S_CLOSED
             self.must_close = True
             raise
@@ -980,7 +1112,7 @@ class ServerConnection:
         )
         self.must_close = must_close
         method = self._method if head is None else head.method
-        self.reply_has_body = method != "HEAD"
+        self.reply_has_body = reply_has_body(method)
         self._state = _S_REPLIED
         prefix = _prefixes.get((status, headers))
         if prefix is None:
@@ -1019,15 +1151,6 @@ class ServerConnection:
         self._skipped = self._searched = self._scan = self._lines = self._header_bytes = 0
         self._sent_continue = False
         self._method = ""
-
-
-def _method_of(request_line: bytes) -> str:
-    """The method of a request line that parses on its own (its head did not), else ``""``:
-    so that a HEAD refused for a malformed field still gets a reply without a body."""
-    try:
-        return parse_request_head(request_line, [b"Host: -"]).method
-    except HTTPError:
-        return ""
 
 
 def _headers_too_large() -> HTTPError:
