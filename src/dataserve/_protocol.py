@@ -46,8 +46,8 @@ from ._wire import (
     check_content_length,
     chunk_head,
     parse_content_length,
-    parse_fields,
     parse_request_head,
+    parse_response_head,
 )
 from .codecs._base import BytesCodec, Codec
 from .codecs._registry import CodecRegistry
@@ -172,27 +172,6 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
-
-
-# RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): a control byte is malformed.
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
-
-
-def parse_response_head(
-    status_line: bytes, header_lines: list[bytes]
-) -> tuple[int, int, dict[str, str]]:
-    """Parse a reply's status line and header lines (each without CRLF), for the client.
-
-    Returns:
-        ``(minor_version, status, headers)``, header names lower-cased.
-    Raises:
-        HTTPError: The reply is not HTTP/1.0 or 1.1, or is malformed (the status says what
-            the client would have answered; the client reports it as a lost connection).
-    """
-    match = _STATUS_LINE.fullmatch(status_line)
-    if match is None:
-        raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
-    return int(match[1]), int(match[2]), parse_fields(header_lines)
 
 
 _media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}
