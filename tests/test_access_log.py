@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
@@ -13,10 +14,18 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
 
-from dataserve import HTTPDataClient, HTTPDataServer, ResourceNotFound, Unauthorized
+from dataserve import (
+    HTTPDataClient,
+    HTTPDataHandler,
+    HTTPDataServer,
+    ResourceNotFound,
+    Unauthorized,
+    route,
+)
 
 from .conftest import Echo, Gate, free_port, put, raw_exchange, read_reply
 
@@ -98,6 +107,7 @@ def test_404_and_401_lines_never_show_the_token_or_the_payload(
         assert client.send("/echo", PAYLOAD) == PAYLOAD
         with pytest.raises(ResourceNotFound):
             client.send("/none", PAYLOAD)
+    access.wait_for(2)  # logged after the reply: before another connection's line
     with HTTPDataClient(url=server.url, auth_token=WRONG) as client:
         with pytest.raises(Unauthorized):
             client.send("/echo", PAYLOAD)
@@ -115,8 +125,12 @@ def test_query_strings_and_line_breaks_never_reach_the_log(
     make_server: Callable[..., HTTPDataServer], access: AccessLines
 ) -> None:
     server = make_server(access_log=True)
+    # Each line is logged after its reply is sent: wait for it before the next request, or
+    # two connections' threads may log in either order.
     assert raw_exchange(server.port, put("/echo?key=hidden-value", b"1")).status == 200
+    access.wait_for(1)
     assert raw_exchange(server.port, put("/a%0D%0Afake%20200%20line", b"1")).status == 200
+    access.wait_for(2)
     assert raw_exchange(server.port, b"PUT /nolength?key=hidden-value HTTP/1.1\r\nHost: t\r\n\r\n")
     query, crlf, refused = access.wait_for(3)
     assert " PUT '/echo' 200 " in query.getMessage()
@@ -244,3 +258,96 @@ def test_a_unix_socket_client_is_logged_as_a_dash(access: AccessLines) -> None:
         assert record.client == "-"  # type: ignore[attr-defined]
     finally:
         os.rmdir(directory)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "line"),
+    [
+        # Refused by the grammar of a field: the head never parsed whole.
+        (
+            b"PUT /bad?key=hidden-value HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n",
+            "PUT '/bad' 400",
+        ),
+        (b"GET /g%C3%BC HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", "GET '/gü' 400"),
+        # HTTP/1.1 without Host: the line alone says the method and resource.
+        (b"PUT /nohost HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "PUT '/nohost' 400"),
+        # Refused by the core after the wire parsed the head.
+        (b"DELETE /del HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "DELETE '/del' 405"),
+        # No valid request line: nothing to tell.
+        (b"PUT /v HTTP/2.0\r\nHost: t\r\n\r\n", "- - 505"),
+        (b"PUT " + b"/" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", "- - 414"),
+    ],
+    ids=["bad-field", "control-byte", "no-host", "405", "505", "414"],
+)
+def test_a_request_refused_in_its_head_is_logged_from_what_the_wire_parsed(
+    make_server: Callable[..., HTTPDataServer],
+    access: AccessLines,
+    request_bytes: bytes,
+    line: str,
+) -> None:
+    server = make_server(access_log=True)
+    status = int(line.rsplit(" ", 1)[1])
+    assert raw_exchange(server.port, request_bytes).status == status
+    (refused,) = access.wait_for(1)
+    assert f" {line} in=0 " in refused.getMessage()
+    assert "hidden-value" not in access.text()
+    with HTTPDataClient(url=server.url) as client:
+        assert client.send("/echo", [1]) == [1]
+
+
+def test_a_head_that_never_arrives_whole_is_logged_as_408_of_its_resource(
+    make_server: Callable[..., HTTPDataServer], access: AccessLines
+) -> None:
+    server = make_server(access_log=True, request_timeout=0.5)
+    head = b"PUT /slowhead?key=hidden-value HTTP/1.1\r\nHost: t\r\nContent-Len"
+    assert raw_exchange(server.port, head).status == 408
+    (late,) = access.wait_for(1)
+    assert " PUT '/slowhead' 408 in=0 " in late.getMessage()
+    assert "hidden-value" not in access.text()
+
+
+class Files(HTTPDataHandler):
+    """A route that reads its body as a stream, and one that returns a file."""
+
+    @route("/count")
+    def count(self, payload: BinaryIO) -> int:
+        return len(payload.read())
+
+    def handle_request(self, resource: str, payload: Any) -> object:
+        if resource == "/file":
+            return io.BytesIO(b"z" * int(payload))
+        if resource == "/pipe":
+            return Unsized(b"y" * int(payload))
+        return None
+
+
+class Unsized(io.RawIOBase):
+    """A readable file of unknown size (no fileno, no seek): sent chunked."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._data.readinto(buffer)
+
+
+def test_streamed_bodies_and_returned_files_are_logged(
+    make_server: Callable[..., HTTPDataServer], access: AccessLines
+) -> None:
+    server = make_server(Files(), access_log=True)
+    with HTTPDataClient(url=server.url) as client:
+        assert client.send("/count", b"x" * 300_000) == 300_000
+        access.wait_for(1)  # each line is logged after its reply: keep them in order
+        assert client.send("/file", 70_000) == b"z" * 70_000
+        access.wait_for(2)
+        assert client.send("/pipe", 5000) == b"y" * 5000
+        access.wait_for(3)
+        assert client.send("/count", io.BytesIO(b"w" * 1234)) == 1234
+    streamed, file, pipe, again = access.wait_for(4)
+    assert " PUT '/count' 200 in=300000 out=6 " in streamed.getMessage()
+    assert " PUT '/file' 200 in=5 out=70000 " in file.getMessage()
+    assert " PUT '/pipe' 200 in=4 out=5000 " in pipe.getMessage()
+    assert " PUT '/count' 200 in=1234 out=4 " in again.getMessage()

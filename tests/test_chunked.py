@@ -204,11 +204,16 @@ def test_get_with_a_chunked_body_is_405_and_closed(server: HTTPDataServer) -> No
     )
 
 
-def test_peer_closing_mid_body_gets_no_reply_and_server_serves(server: HTTPDataServer) -> None:
+def test_peer_closing_mid_body_gets_400_and_server_serves(server: HTTPDataServer) -> None:
     with connect(server) as sock:
         sock.sendall(HEAD + b"\r\n" + b"10\r\nonly part")
-        sock.shutdown(socket.SHUT_WR)
-        assert sock.recv(65536) == b""  # closed, nothing answered: nobody to read it
+        sock.shutdown(socket.SHUT_WR)  # a half-close: the peer still reads the answer
+        reply = read_reply(sock)
+        assert reply.status == 400
+        assert reply.json()["detail"].startswith(
+            "the request body ended after 9 bytes, before the last chunk"
+        )
+        assert is_closed_by_peer(sock)
     assert_still_serves(server)
 
 

@@ -565,6 +565,49 @@ def test_serve_seed_server_py_fails_saying_to_guard_it_and_binds_nothing(tmp_pat
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
+IMPORT_TIME_SERVERS = {
+    "serve_forever": "HTTPDataServer(MyDataHandler, port=PORT).serve_forever()",
+    "start": "server = HTTPDataServer(MyDataHandler, port=PORT).start()",
+    "with": "with HTTPDataServer(MyDataHandler, port=PORT):\n    time.sleep(60)",
+    "unix": "HTTPDataServer(MyDataHandler, unix_socket=SOCK).start()",
+}
+
+
+@pytest.mark.parametrize("kind", list(IMPORT_TIME_SERVERS))
+def test_serve_module_creating_a_server_on_import_fails_and_binds_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    # HTTPDataServer(...).serve_forever() or .start() at import: refused as run_http_server is.
+    module_port, cli_port = free_port(), free_port()
+    sock_path = tmp_path / "module.sock"
+    call = IMPORT_TIME_SERVERS[kind].replace("PORT", str(module_port))
+    call = call.replace("SOCK", repr(str(sock_path)))
+    script = SEED_SERVER.replace("from dataserve import", "import time\nfrom dataserve import")
+    script = script.replace("run_http_server(PORT, MyDataHandler)", call)
+    script = script.replace("run_http_server", "HTTPDataServer, run_http_server")
+    (tmp_path / "server.py").write_text(script)
+    call_line = script.splitlines().index(call.splitlines()[0]) + 1
+    result = _run(
+        [sys.executable, "-m", "dataserve"],
+        "serve",
+        "server:MyDataHandler",
+        "--port",
+        str(cli_port),
+        cwd=tmp_path,
+    )  # an import-time server would serve until the timeout: this would raise TimeoutExpired
+    line = _assert_one_line_error(result)
+    assert result.returncode == 1
+    assert line.startswith(f"dataserve serve: server.py:{call_line} starts a server when ")
+    where = f"unix_socket={str(sock_path)!r}" if kind == "unix" else f"port={module_port}"
+    assert f"(HTTPDataServer(..., {where}))" in line
+    assert 'guard that call with `if __name__ == "__main__":`' in line
+    assert "serving" not in result.stdout
+    assert not sock_path.exists()  # the socket file was never created
+    for port in (module_port, cli_port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
 def test_serve_guarded_seed_server_py_serves_on_the_cli_port(tmp_path: Path) -> None:
     # The fix the message asks for works: guarded, the module is imported and served.
     seed_port = free_port()

@@ -1,4 +1,4 @@
-"""The client side of the wire (`_clientwire`), driven with byte strings: no socket, no loop.
+"""The client side of the wire (`_wire`), driven with byte strings: no socket, no loop.
 
 Every reply is fed whole, in every split into two pieces, byte by byte, and in random pieces
 (hypothesis): the events must not depend on how the bytes arrived.
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataserve._clientwire import (
-    END,
+from dataserve._protocol import MAX_HEADER_BYTES, MAX_HEADERS
+from dataserve._wire import (
+    END_OF_MESSAGE,
     NEED_DATA,
     ClientConnection,
     Data,
@@ -21,7 +22,6 @@ from dataserve._clientwire import (
     ReplyHead,
     RequestHeads,
 )
-from dataserve._protocol import MAX_HEADER_BYTES, MAX_HEADERS
 from dataserve.codecs import CodecRegistry
 
 PREFIX = b"PUT /x HTTP/1.1\r\nHost: t\r\n"
@@ -45,7 +45,7 @@ def feed(conn: ClientConnection, pieces: list[bytes], *, eof: bool = False) -> l
             event = conn.next_event()
             if event is NEED_DATA:
                 return False
-            if event is END:
+            if event is END_OF_MESSAGE:
                 events.append("END")
                 return True
             if isinstance(event, ReplyHead):
@@ -441,7 +441,7 @@ def test_a_body_piece_received_whole_is_given_out_without_a_copy() -> None:
     assert isinstance(event, Data)
     assert event.data is piece
     assert conn.body_bytes_left is None  # done
-    assert conn.next_event() is END
+    assert conn.next_event() is END_OF_MESSAGE
 
 
 # -- property: any body, any framing, any split ---------------------------------------------
@@ -511,7 +511,7 @@ def test_body_received_counts_bytes_the_shell_read_into_its_own_buffer() -> None
     assert conn.body_bytes_left == 3
     assert conn.next_event() is NEED_DATA
     conn.body_received(3)
-    assert conn.next_event() is END
+    assert conn.next_event() is END_OF_MESSAGE
     assert conn.reusable
 
 

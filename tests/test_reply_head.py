@@ -1,11 +1,11 @@
-"""The client's reply-head parser (`_protocol.parse_response_head`) and the heads it keeps:
+"""The client's reply-head parser (`_wire.parse_response_head`) and the heads it keeps:
 a head seen before gives the same answer faster; every rule still holds for any other bytes."""
 
 from __future__ import annotations
 
 import pytest
 
-from dataserve import HTTPDataClient, _protocol
+from dataserve import HTTPDataClient, _wire
 from dataserve._protocol import HTTPError, parse_response_head
 
 STATUS = b"HTTP/1.1 200 OK"
@@ -70,21 +70,21 @@ def test_a_repeated_content_length_of_the_same_value_is_one_field() -> None:
 
 
 def test_the_kept_heads_are_bounded_in_count_and_size() -> None:
-    for number in range(_protocol._REPLY_HEAD_LIMIT * 3):
+    for number in range(_wire._REPLY_HEAD_LIMIT * 3):
         fields = [b"Content-Length: %d" % number]
         assert parse_response_head(STATUS, fields)[2] == {"content-length": str(number)}
-        assert len(_protocol._reply_heads) <= _protocol._REPLY_HEAD_LIMIT
-    big = [b"X-Big: " + b"a" * _protocol._CACHEABLE_REPLY_HEAD]
-    assert parse_response_head(STATUS, big)[2] == {"x-big": "a" * _protocol._CACHEABLE_REPLY_HEAD}
-    assert (STATUS, *big) not in _protocol._reply_heads
+        assert len(_wire._reply_heads) <= _wire._REPLY_HEAD_LIMIT
+    big = [b"X-Big: " + b"a" * _wire._CACHEABLE_REPLY_HEAD]
+    assert parse_response_head(STATUS, big)[2] == {"x-big": "a" * _wire._CACHEABLE_REPLY_HEAD}
+    assert (STATUS, *big) not in _wire._reply_heads
 
 
 def test_a_real_servers_reply_head_is_kept_and_answers_every_call(
     client: HTTPDataClient,
 ) -> None:
-    _protocol._reply_heads.clear()
+    _wire._reply_heads.clear()
     for i in range(20):
         assert client.send("/echo", [i % 10]) == [i % 10]
-    kept = [key for key in _protocol._reply_heads if key[0] == STATUS]
+    kept = [key for key in _wire._reply_heads if key[0] == STATUS]
     assert kept  # the server's head, as the client read it
     assert all(b"Content-Type: application/json" in key for key in kept)

@@ -26,6 +26,9 @@ from dataserve._wire import (
     HTTPError,
     RequestHead,
     ServerConnection,
+    date_line,
+    parse_version,
+    reply_has_body,
 )
 from dataserve.codecs._registry import default_registry
 
@@ -81,8 +84,8 @@ def serve(pieces: Iterable[bytes], max_body_size: int = LIMIT) -> Outcome:
             if request.codec is not None:  # not HEAD: read the body
                 parts = []
                 while (ev := event()) is not END_OF_MESSAGE:
-                    if isinstance(ev, ConnectionClosed):
-                        return tuple(statuses), False  # cut short: nobody to answer
+                    if isinstance(ev, ConnectionClosed):  # cut short: a half-close reads 400
+                        raise wire.cut_short_error()
                     assert isinstance(ev, Data)
                     parts.append(ev.data)
                 body = b"".join(parts)
@@ -196,7 +199,7 @@ def test_body_read_directly_by_the_shell_is_counted() -> None:
     wire.receive_data(put(b"x" * 100)[:-96])  # 4 body bytes with the head
     assert isinstance(wire.next_event(), RequestHead)
     assert isinstance(wire.next_event(), Data)
-    assert wire.data_pending == 96
+    assert wire.data_pending == wire.direct_read_pending == 96
     with pytest.raises(RuntimeError):
         wire.data_read_directly(97)  # past the body's end
     wire.data_read_directly(96)
@@ -433,3 +436,119 @@ def test_head_refused_in_its_head_gets_a_reply_without_a_body(data: bytes) -> No
         other.next_event()
     other.reply_head(400, (), 100)
     assert other.reply_has_body
+
+
+@pytest.mark.parametrize(
+    ("data", "start"),
+    [
+        (b"PUT /a?q=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", ("PUT", "/a?q=1")),
+        (b"PUT /b HTTP/1.1\r\nHost: t\r\nBad Field: x\r\n\r\n", ("PUT", "/b")),
+        (b"GET /c HTTP/1.1\r\n\r\n", ("GET", "/c")),  # no Host: the line alone
+        (b"PUT /d HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", ("PUT", "/d")),  # a bare LF in a field
+        (b"PUT /e HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", ("PUT", "/e")),
+        (b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Le", ("PUT", "/f")),  # cut short in the head
+        (b"PUT /g HTTP/3.0\r\nHost: t\r\n\r\n", None),  # 505: no valid request line
+        (b"PUT /h\r\nHost: t\r\n\r\n", None),
+        (b"PUT /" + b"i" * MAX_REQUEST_LINE + b" HTTP/1.1\r\n\r\n", None),  # 414
+    ],
+)
+def test_request_start_tells_method_and_target_of_a_head_refused_or_cut_short(
+    data: bytes, start: tuple[str, str] | None
+) -> None:
+    wire = ServerConnection(LIMIT)
+    assert wire.request_start is None  # nothing received yet
+    wire.receive_data(data)
+    wire.receive_data(b"")  # the peer's close: a head cut short stays cut short
+    try:
+        event = wire.next_event()
+    except HTTPError:
+        event = None
+    assert isinstance(event, (RequestHead, ConnectionClosed)) or event is None
+    assert wire.request_start == start
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (put(b"12345678")[:-3], "ended after 5 of the 8 bytes its Content-Length announced"),
+        (
+            b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n9\r\nab",
+            "ended after 6 bytes, before the last chunk",
+        ),
+        (
+            b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+            "ended after 4 bytes, before the last chunk",
+        ),
+    ],
+    ids=["content-length", "mid-chunk", "between-chunks"],
+)
+def test_a_body_the_peer_cut_short_gets_the_wires_400(data: bytes, detail: str) -> None:
+    wire = ServerConnection(LIMIT)
+    wire.receive_data(data)
+    wire.receive_data(b"")
+    events = [wire.next_event()]
+    for _ in range(10):
+        if isinstance(events[-1], ConnectionClosed):
+            break
+        events.append(wire.next_event())
+    assert isinstance(events[0], RequestHead)
+    last = events[-1]
+    assert isinstance(last, ConnectionClosed)
+    assert last.mid_message
+    error = wire.cut_short_error()
+    assert (error.status, error.close) == (400, True)
+    assert detail in error.detail
+
+
+def test_date_line_is_an_imf_fixdate_from_the_time_passed_in() -> None:
+    assert date_line(0.0) == b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+    assert date_line(1_700_000_000.9) == b"Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+    assert date_line(1_700_000_000.1) == b"Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"  # per second
+    assert date_line(951_782_400.0) == b"Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n"
+
+
+def test_a_served_reply_carries_the_date_line() -> None:
+    from email.utils import parsedate_to_datetime
+
+    from dataserve import HTTPDataServer
+
+    from .conftest import put as put_request
+    from .conftest import raw_exchange
+
+    with HTTPDataServer(Echo) as server:
+        reply = raw_exchange(server.port, put_request("/echo", b"1"))
+    assert reply.status == 200
+    assert re.fullmatch(
+        r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+        reply.headers["date"],
+    )
+    assert parsedate_to_datetime(reply.headers["date"]).year >= 2024
+
+
+@pytest.mark.parametrize(("method", "has_body"), [("HEAD", False), ("PUT", True), ("GET", True)])
+def test_only_a_reply_to_head_leaves_its_body_out(method: str, has_body: bool) -> None:
+    assert reply_has_body(method) is has_body
+
+
+def test_a_chunked_body_is_never_read_directly() -> None:
+    # Its framing lines lie between its bytes: they must pass through the wire.
+    wire = ServerConnection(LIMIT)
+    wire.receive_data(b"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(wire.next_event(), RequestHead)
+    assert wire.next_event() is NEED_DATA
+    wire.receive_data(b"10000\r\nab")
+    assert isinstance(wire.next_event(), Data)
+    assert wire.data_pending == 0x10000 - 2  # the rest of the chunk is due
+    assert wire.direct_read_pending == 0
+    with pytest.raises(RuntimeError):
+        wire.data_read_directly(1)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "version"),
+    [("HTTP/1.1", (1, 1)), ("HTTP/1.0", (1, 0)), ("HTTP/2", None), ("http/1.1", None), ("", None)],
+)
+def test_parse_version_names_only_the_versions_served(
+    protocol: str, version: tuple[int, int] | None
+) -> None:
+    assert parse_version(protocol) == version

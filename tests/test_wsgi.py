@@ -12,7 +12,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.validate import validator
 
@@ -26,6 +26,7 @@ from dataserve import (
     ResourceNotFound,
     Unauthorized,
     UnsupportedMediaType,
+    route,
 )
 from dataserve.wsgi import make_app
 
@@ -253,10 +254,18 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
 
 
 CHUNKED_APP = textwrap.dedent("""
+    from typing import BinaryIO
+
+    from dataserve import route
     from dataserve.wsgi import make_app
     from tests.conftest import Echo
 
-    app = make_app(Echo, max_body_size=1000)
+    class Counts(Echo):
+        @route("/count")
+        def count(self, payload: BinaryIO) -> int:
+            return len(payload.read())
+
+    app = make_app(Counts, max_body_size=1000)
 """)
 
 
@@ -371,3 +380,106 @@ def test_wsgi_head_with_a_refused_framing_gets_no_body(serve_wsgi: Callable[...,
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith((b"HTTP/1.0 400 ", b"HTTP/1.1 400 "))
     assert body == b""
+
+
+class Counts(Echo):
+    """Echo, plus a route that reads its body as a stream."""
+
+    @route("/count")
+    def count(self, payload: BinaryIO) -> int:
+        return len(payload.read())
+
+
+def _half_closed_exchange(port: int, request: bytes) -> Any:
+    """Send ``request``, close the sending side (the body ends there), read the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        return read_reply(sock)
+
+
+CUT_SHORT = (
+    b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Length: 10\r\n\r\n12345"
+)
+
+
+@pytest.mark.parametrize("resource", [b"/echo", b"/count"], ids=["decoded", "streamed"])
+def test_a_body_shorter_than_its_content_length_is_400_from_the_wire_on_both_backends(
+    serve_wsgi: Callable[..., str],
+    make_server: Callable[..., Any],
+    resource: bytes,
+) -> None:
+    # One wire decides (body_cut_short): the connection ending mid-body on the socket
+    # server, wsgi.input running out under WSGI; the same status and detail.
+    wsgi_port = int(serve_wsgi(Counts).rsplit(":", 1)[1])
+    server = make_server(Counts)
+    request = CUT_SHORT % resource
+    under_wsgi = _half_closed_exchange(wsgi_port, request)
+    on_socket = _half_closed_exchange(server.port, request)
+    assert under_wsgi.status == on_socket.status == 400
+    detail = on_socket.json()["detail"]
+    assert detail == under_wsgi.json()["detail"]
+    assert detail.startswith("the request body ended after 5 of the 10 bytes its Content-Length")
+    for url in (server.url, f"http://127.0.0.1:{wsgi_port}"):
+        with HTTPDataClient(url=url) as client:
+            assert client.send("/count", b"abc") == 3
+
+
+@pytest.mark.parametrize("resource", [b"/echo", b"/count"], ids=["decoded", "streamed"])
+def test_a_chunked_body_cut_short_on_the_socket_server_is_400(
+    make_server: Callable[..., Any], resource: bytes
+) -> None:
+    server = make_server(Counts)
+    request = (
+        b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab" % resource
+    )
+    reply = _half_closed_exchange(server.port, request)
+    assert reply.status == 400
+    assert reply.json()["detail"].startswith(
+        "the request body ended after 7 bytes, before the last chunk"
+    )
+    with HTTPDataClient(url=server.url) as client:
+        assert client.send("/count", b"abc") == 3
+
+
+def test_gunicorn_answers_a_body_cut_short_as_the_socket_server_does(
+    gunicorn_port: int, make_server: Callable[..., Any]
+) -> None:
+    server = make_server(Echo)
+    under_gunicorn = _half_closed_exchange(gunicorn_port, CUT_SHORT % b"/echo")
+    on_socket = _half_closed_exchange(server.port, CUT_SHORT % b"/echo")
+    assert under_gunicorn.status == on_socket.status == 400
+    assert under_gunicorn.json()["detail"] == on_socket.json()["detail"]
+    _still_serves(gunicorn_port)
+
+
+def _chunked_request(resource: bytes, size: int, piece: int = 300) -> bytes:
+    body = b"".join(
+        b"%x\r\n%s\r\n" % (len(p), p)
+        for p in (b"q" * min(piece, size - i) for i in range(0, size, piece))
+    )
+    return (
+        b"PUT %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % resource + body + b"0\r\n\r\n"
+    )
+
+
+def test_one_limit_for_chunked_bodies_decoded_or_streamed_on_both_backends(
+    gunicorn_port: int, make_server: Callable[..., Any]
+) -> None:
+    # max_body_size exists once, in the wire: a chunked body one byte past it gets the
+    # wire's 413 whether the route decodes it or reads it as a stream, on either backend.
+    server = make_server(Counts, max_body_size=1000)
+    details = set()
+    for port in (server.port, gunicorn_port):
+        for resource in (b"/echo", b"/count"):
+            reply = raw_exchange(port, _chunked_request(resource, 1001))
+            assert reply.status == 413, (port, resource, reply.body)
+            details.add(reply.json()["detail"])
+            at_limit = raw_exchange(port, _chunked_request(resource, 1000))
+            assert at_limit.status == 200
+            assert at_limit.body == (b"q" * 1000 if resource == b"/echo" else b"1000")
+        _still_serves(port)
+    assert details == {"chunked body over this server's limit of 1000 bytes"}

@@ -3,7 +3,7 @@
 A shell: each connection is an asyncio transport (``loop.create_connection`` or
 ``loop.create_unix_connection``, ``ssl=`` for TLS) whose protocol moves bytes between the
 socket and the wire's sans-I/O `ClientConnection`; everything about HTTP is decided there
-(`_clientwire`) and in what both clients share (`_clientcommon`): options, retry policy,
+(`_wire`) and in what both clients share (`_clientcommon`): options, retry policy,
 decoding. No thread per call, no blocking call on the loop: the loop resolves names, and
 file payloads and ``out=`` files are read and written in the loop's default executor, one
 chunk per call.
@@ -53,7 +53,6 @@ from ._clientcommon import (
     tls_failed,
     write_timed_out,
 )
-from ._clientwire import END, NEED_DATA, ClientConnection, Data, ReplyError, ReplyHead, RequestHeads
 from ._errors import (
     ConnectError,
     ConnectionLost,
@@ -75,6 +74,15 @@ from ._stream import (
     read_whole,
     stream_size,
     write_all,
+)
+from ._wire import (
+    END_OF_MESSAGE,
+    NEED_DATA,
+    ClientConnection,
+    Data,
+    ReplyError,
+    ReplyHead,
+    RequestHeads,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -718,7 +726,7 @@ class _Conn(asyncio.BufferedProtocol):
             event = wire.next_event()
             if event is NEED_DATA:
                 wire.receive_data(await self.receive())
-            elif event is END:
+            elif event is END_OF_MESSAGE:
                 break
             elif event.__class__ is Data:
                 data = event.data
@@ -735,7 +743,7 @@ class _Conn(asyncio.BufferedProtocol):
                     if keep and reply.length is not None and reply.length > _DIRECT_BODY:
                         data = await self.receive_body(reply.length, sink)
                         end = wire.next_event()
-                        assert end is END
+                        assert end is END_OF_MESSAGE
                         if sink is not None:
                             sink.end()
                         return reply, data

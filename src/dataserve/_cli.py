@@ -166,7 +166,7 @@ def _load_handler(spec: str) -> Any:
         where = _user_location(exc) or module_name
         raise DataServeError(
             f"{where} starts a server when {module_name!r} is imported "
-            f"(run_http_server({exc.port!r}, ...)); guard that call with "
+            f"({exc.call}); guard that call with "
             '`if __name__ == "__main__":` so that `dataserve serve` can import the module '
             f"and serve {spec!r} itself"
         ) from exc

@@ -1,7 +1,7 @@
 """HTTPDataClient: calls a data server over one urllib3 connection pool.
 
 A shell: urllib3 gives the pool, connecting, TLS, timeouts and the retry policy; each
-connection's bytes go through the wire's sans-I/O `_clientwire.ClientConnection`, which
+connection's bytes go through the wire's sans-I/O `_wire.ClientConnection`, which
 decides everything about HTTP (framing, chunked coding, limits, keep-alive, leftovers).
 This module only moves bytes: one write for a small call, ``recv`` into the wire, and a
 large body received straight into one buffer of its length.
@@ -56,7 +56,6 @@ from ._clientcommon import (
     tls_failed,
     write_timed_out,
 )
-from ._clientwire import END, NEED_DATA, ClientConnection, Data, ReplyError, ReplyHead, RequestHeads
 from ._errors import (
     ConnectError,
     ConnectionLost,
@@ -85,6 +84,15 @@ from ._stream import (
     send_file_region,
     stream_size,
     write_all,
+)
+from ._wire import (
+    END_OF_MESSAGE,
+    NEED_DATA,
+    ClientConnection,
+    Data,
+    ReplyError,
+    ReplyHead,
+    RequestHeads,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -676,12 +684,16 @@ def _read_body(
         parts: list[bytes | memoryview] = []
         if isinstance(event, Data):
             first = event.data
-            if len(first) == length and first.__class__ is bytes and wire.next_event() is END:
+            if (
+                len(first) == length
+                and first.__class__ is bytes
+                and wire.next_event() is END_OF_MESSAGE
+            ):
                 return first
             parts.append(first)
-        elif event is END:
+        elif event is END_OF_MESSAGE:
             return b""
-        while (event := wire.next_event()) is not END:
+        while (event := wire.next_event()) is not END_OF_MESSAGE:
             if isinstance(event, Data):
                 parts.append(event.data)
             else:
@@ -699,9 +711,9 @@ def _read_body(
                 left = wire.body_bytes_left
                 wire.receive_data(sock.recv(CHUNK_SIZE if left is None else min(left, CHUNK_SIZE)))
                 continue
-            if event is END:
+            if event is END_OF_MESSAGE:
                 break
-            piece = cast(Data, event).data
+            piece = cast(Data[bytes | memoryview], event).data
             if write is not None:
                 write(memoryview(piece))
             else:
@@ -743,7 +755,7 @@ def _receive_whole(
     if len(data) < length:
         wire.receive_data(b"")
         wire.next_event()  # raises: the body was cut short (the wire counted what came)
-    if wire.next_event() is not END:  # pragma: no cover - the wire counted every byte
+    if wire.next_event() is not END_OF_MESSAGE:  # pragma: no cover - the wire counted every byte
         raise RuntimeError("the reply did not end with its body")
     return data
 

@@ -4,7 +4,7 @@ Owns reading the constructor's options (``port``/``address``, ``url``, the ``htt
 form, ``unix_socket``) into where to connect and what the ``Host`` header says, the checks of
 the timeouts and retries, the bearer header, the retry policy (urllib3's `Retry`, the one
 object that decides for both clients), request paths, and turning a 200 reply's body into a
-value with msgspec's path in the error. The wire itself is `_clientwire`'s.
+value with msgspec's path in the error. The wire itself is `_wire`'s (`ClientConnection`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "MAX_PORT",
     "OUT_AND_TYPE",
     "PATH_SAFE",
-    "USER_AGENT",
     "ClientTarget",
     "bearer_header",
     "connect_failed",
@@ -54,7 +53,6 @@ CONNECT_RETRIES: Final = 2
 """Failed connection attempts are retried this often: the request never left, so it is safe."""
 PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 """Characters a resource keeps unescaped in the request path."""
-USER_AGENT: Final = "dataserve/0.2"
 MAX_PORT: Final = 65535
 _PORT_ZERO: Final = (
     "{} is not a port a server listens on (0 asks a server to pick a free port); give the "

@@ -46,8 +46,8 @@ from ._wire import (
     check_content_length,
     chunk_head,
     parse_content_length,
-    parse_fields,
     parse_request_head,
+    parse_response_head,
 )
 from .codecs._base import BytesCodec, Codec
 from .codecs._registry import CodecRegistry
@@ -172,51 +172,6 @@ def check_token(token: str | None) -> str | None:
             "(e.g. secrets.token_urlsafe()); the token given is not"
         )
     return token
-
-
-# RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): a control byte is malformed.
-_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
-
-# Reply heads parsed before, by their exact bytes (the status line, then each field line): a
-# server sends the same few heads again and again (its Date line changes once a second, the
-# Content-Length with the size). Only heads that parsed are kept, so every rule still applies
-# to bytes never seen; bounded in count and in the size of what is kept.
-_reply_heads: dict[tuple[bytes, ...], tuple[int, int, dict[str, str]]] = {}
-_REPLY_HEAD_LIMIT: Final = 256
-_CACHEABLE_REPLY_HEAD: Final = 1024  # bytes of lines: larger heads are parsed every time
-
-
-def parse_response_head(
-    status_line: bytes, header_lines: list[bytes]
-) -> tuple[int, int, dict[str, str]]:
-    """Parse a reply's status line and header lines (each without CRLF), for the client.
-
-    Returns:
-        ``(minor_version, status, headers)``, header names lower-cased; ``headers`` is the
-        caller's own dict.
-    Raises:
-        HTTPError: The reply is not HTTP/1.0 or 1.1, or is malformed (the status says what
-            the client would have answered; the client reports it as a lost connection).
-    """
-    key = (status_line, *header_lines)
-    parsed = _reply_heads.get(key)
-    if parsed is None:
-        parsed = _parse_response_head(status_line, header_lines)
-        if len(status_line) + sum(map(len, header_lines)) <= _CACHEABLE_REPLY_HEAD:
-            if len(_reply_heads) >= _REPLY_HEAD_LIMIT:
-                _reply_heads.clear()
-            _reply_heads[key] = parsed
-    minor, status, headers = parsed
-    return minor, status, headers.copy()
-
-
-def _parse_response_head(
-    status_line: bytes, header_lines: list[bytes]
-) -> tuple[int, int, dict[str, str]]:
-    match = _STATUS_LINE.fullmatch(status_line)
-    if match is None:
-        raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
-    return int(match[1]), int(match[2]), parse_fields(header_lines)
 
 
 _media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}
@@ -655,17 +610,11 @@ def _stream_failed(request: Request, body: RequestBody, reply: Reply) -> Reply:
             close=True,
         )
     elif isinstance(error, BodyTooLarge):
-        failure = HTTPError(
-            413,
-            f"the request body for {resource!r} is over this server's limit of {body.limit} bytes",
-            close=True,
-        )
+        failure = HTTPError(413, str(error), close=True)  # the wire's detail (check_body_total)
     elif isinstance(error, BodyRejected):
         failure = HTTPError(error.status, error.detail, close=True)
     elif isinstance(error, BodyCutShort):
-        failure = HTTPError(
-            400, f"the request body for {resource!r} was cut short: {error}", close=True
-        )
+        failure = HTTPError(400, str(error), close=True)  # the wire's detail (body_cut_short)
     else:
         failure = HTTPError(
             400, f"the request body for {resource!r} could not be read: {error}", close=True

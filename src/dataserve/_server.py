@@ -64,7 +64,7 @@ from ._wire import (
     HTTPError,
     RequestHead,
     ServerConnection,
-    parse_request_head,
+    date_line,
 )
 from .codecs._registry import CodecRegistry, default_registry
 
@@ -86,49 +86,22 @@ LISTEN_BACKLOG: Final = 1024
 _READ_BUFFER: Final = 65536
 
 
-def _http_date(now: float, _cache: list[Any] = [0, b""]) -> bytes:  # noqa: B006
-    second = int(now)
-    if _cache[0] != second:
-        t = time.gmtime(second)
-        day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[t.tm_wday]
-        month = (
-            "Jan",
-            "Feb",
-            "Mar",
-            "Apr",
-            "May",
-            "Jun",
-            "Jul",
-            "Aug",
-            "Sep",
-            "Oct",
-            "Nov",
-            "Dec",
-        )[t.tm_mon - 1]
-        _cache[1] = (
-            f"Date: {day}, {t.tm_mday:02d} {month} {t.tm_year} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT\r\n"
-        ).encode()
-        _cache[0] = second
-    value: bytes = _cache[1]
-    return value
-
-
-def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> None:
+def _send(sock: socket.socket, wire: ServerConnection, reply: Reply) -> int:
     """Send a reply: its head from the wire (framing, ``Connection``, no body for HEAD),
-    then its body."""
+    then its body; return the body bytes sent (for the access log)."""
     body = reply.body
     if body.__class__ is FileBody:
-        _send_file(sock, wire, reply, body)
-        return
+        return _send_file(sock, wire, reply, body)
     length = _body_length(body)
     head = wire.reply_head(
-        reply.status, reply.headers, length, close=reply.close, date=_http_date(time.time())
+        reply.status, reply.headers, length, close=reply.close, date=date_line(time.time())
     )
-    send_message(sock, head, body, length if wire.reply_has_body else 0)
+    sent = length if wire.reply_has_body else 0
+    send_message(sock, head, body, sent)
+    return sent
 
 
-def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: FileBody) -> None:
+def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: FileBody) -> int:
     """Stream a file a handler returned, then close it (also when the client went away).
 
     With a known size, it goes out with its ``Content-Length``: from the kernel
@@ -141,11 +114,12 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
     try:
         size = body.size
         head = wire.reply_head(
-            reply.status, reply.headers, size, close=reply.close, date=_http_date(time.time())
+            reply.status, reply.headers, size, close=reply.close, date=date_line(time.time())
         )
         if not wire.reply_has_body:
             sock.sendall(head)
-        elif size is None:
+            return 0
+        if size is None:
             sock.sendall(head)
             chunks = FileChunks(body.file, None)
             while chunk := chunks.next():
@@ -157,7 +131,8 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
                     sock.sendall(after)
             if end := wire.end_of_body():
                 sock.sendall(end)
-        elif size <= ONE_WRITE_LIMIT:
+            return chunks.done
+        if size <= ONE_WRITE_LIMIT:
             data = read_whole(body.file, size)
             send_message(sock, head, data, size)
         else:
@@ -169,6 +144,7 @@ def _send_file(sock: socket.socket, wire: ServerConnection, reply: Reply, body: 
                 chunks = FileChunks(body.file, size)
                 while chunk := chunks.next():
                     sock.sendall(chunk)
+        return size
     except (FileEndedEarly, TypeError) as exc:
         reason = (
             f"it ended after {exc.done} of its {exc.size} bytes (it shrank while being sent)"
@@ -211,7 +187,6 @@ class _Connection:
         "idle_cut",
         "idle_deadline",
         "idle_since",
-        "line",
         "linger",
         "peer",
         "sock",
@@ -223,7 +198,6 @@ class _Connection:
     def __init__(self, sock: socket.socket, idle_since: int, peer: object = None) -> None:
         self.sock = sock
         self.peer = peer  # the client's address, as accept() gave it
-        self.line = b""  # the request line of a request refused in its head (access log)
         self.busy = False  # between the first byte of a request and the end of its reply
         self.idle_since = idle_since  # a tick: the smallest has waited longest for a request
         self.evicted = False  # closed to make room (under the server's lock): serve no more
@@ -402,6 +376,8 @@ class HTTPDataServer:
     Raises:
         OSError: The port or the socket path is in use (or not usable).
         ValueError: Conflicting or out-of-range options, or a socket path too long.
+        ServerStartedOnImport: Created while ``dataserve serve`` imports the module that
+            creates it (see `ImportGuard`); nothing was bound.
     """
 
     def __init__(
@@ -423,6 +399,11 @@ class HTTPDataServer:
         unix_socket_mode: int = _unix.DEFAULT_MODE,
         access_log: bool = False,
     ) -> None:
+        if ImportGuard.active:  # dataserve serve is importing the module that creates us
+            where = f"unix_socket={unix_socket!r}" if unix_socket is not None else f"port={port!r}"
+            raise ServerStartedOnImport(
+                ImportGuard.active[-1], port, f"HTTPDataServer(..., {where})"
+            )
         if request_timeout <= 0 or idle_timeout <= 0 or shutdown_timeout < 0 or max_connections < 1:
             raise ValueError(
                 "request_timeout and idle_timeout must be > 0, shutdown_timeout >= 0 and "
@@ -732,28 +713,29 @@ class HTTPDataServer:
             return
         self._lingerer.add(sock)
         if self._access_log is not None:
-            self._log_access(conn, None, 503, 0, len(reply.body), started)
+            self._log_access(conn, None, None, 503, 0, len(reply.body), started)
 
     def _log_access(
         self,
         conn: _Connection,
+        wire: ServerConnection | None,
         request: Request | None,
         status: int,
         bytes_in: int,
         bytes_out: int,
         started: float,
     ) -> None:
-        """One line for one reply; the request's head as parsed, or as refused (conn.line)."""
+        """One line for one reply: the method and resource from what the wire parsed
+        (`ServerConnection.request_start`), ``-`` when no request line was made out."""
         duration_ms = (time.perf_counter() - started) * 1000.0
         method, resource = "-", None
-        if request is not None:
-            method = "HEAD" if request.codec is None else "PUT"
-            resource = request.resource if request.codec is not None else _path(request.resource)
-        elif conn.line:
-            with contextlib.suppress(HTTPError):  # the line alone: a stand-in for its headers
-                head = parse_request_head(conn.line.rstrip(b"\r\n"), [b"Host: -"])
-                method, resource = head.method, _path(head.target)
-        conn.line = b""
+        start = None if wire is None else wire.request_start
+        if start is not None:
+            method = start[0]
+            if request is not None and request.codec is not None:
+                resource = request.resource  # a PUT the core accepted: already decoded
+            else:
+                resource = _path(start[1])
         peer = conn.peer
         if isinstance(peer, tuple):
             client = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
@@ -848,23 +830,21 @@ class HTTPDataServer:
                 if head := wire.continue_response():
                     sock.sendall(head)
                 if request.stream:  # a BinaryIO route reads the body itself, as it arrives
-                    return self._serve_streamed(conn, sock, wire, request)
+                    return self._serve_streamed(conn, sock, wire, request, started)
                 body = _read_body(sock, wire)
                 if body is None:
                     if conn.timed_out:
                         raise TimeoutError
-                    return False  # the peer closed mid-body: nobody to answer
+                    # The peer closed mid-body; it may still read (a half-close): answer.
+                    raise wire.cut_short_error()
                 with self._lock:  # the reaper marks timed_out under it: final from here on
                     conn.deadline = None
             except (HTTPError, TimeoutError) as exc:
                 error = exc if isinstance(exc, HTTPError) else _TIMEOUT_ERROR
                 reply = error_reply(error)
-                _send(sock, wire, reply)
+                out = _send(sock, wire, reply)
                 if access is not None:
-                    if request is None:
-                        conn.line = wire.request_line  # what was refused, without its headers
-                    out = len(reply.body) if wire.reply_has_body else 0
-                    self._log_access(conn, request, error.status, 0, out, started)
+                    self._log_access(conn, wire, request, error.status, 0, out, started)
                 # The body (if any) was not read: drain it before closing, or the peer's TCP
                 # gets a reset that can destroy this reply before the peer reads it.
                 conn.linger = wire.must_close and error is not _TIMEOUT_ERROR
@@ -872,10 +852,9 @@ class HTTPDataServer:
             reply = self._core.handle(request, body)
             if self._closing.is_set() or conn.timed_out:
                 reply.close = True  # timed_out: the reaper cut the read side just too late
-            _send(sock, wire, reply)
+            out = _send(sock, wire, reply)
             if access is not None:
-                out = _body_length(reply.body) if wire.reply_has_body else 0
-                self._log_access(conn, request, reply.status, wire.received, out, started)
+                self._log_access(conn, wire, request, reply.status, wire.received, out, started)
             # A HEAD that closes may have sent a body nobody read: drain it, as for errors.
             conn.linger = wire.must_close and request.codec is None
             return not wire.must_close
@@ -886,7 +865,12 @@ class HTTPDataServer:
             conn.deadline = None
 
     def _serve_streamed(
-        self, conn: _Connection, sock: socket.socket, wire: ServerConnection, request: Request
+        self,
+        conn: _Connection,
+        sock: socket.socket,
+        wire: ServerConnection,
+        request: Request,
+        started: float,
     ) -> bool:
         """Serve a request whose route reads its body as a stream; return whether the
         connection stays open.
@@ -903,20 +887,18 @@ class HTTPDataServer:
             _send(sock, wire, error_reply(_TIMEOUT_ERROR))
             return False
         source = _WireBody(conn, sock, wire, self.request_timeout)
-        stream = RequestBody(source, self._core.max_body_size)
-        reply = self._core.handle(request, stream)
-        if isinstance(stream.error, BodyCutShort):
-            if reply.body.__class__ is FileBody:
-                reply.body.close()
-            return False  # the client went away mid-body: nobody to answer
+        stream = RequestBody(source)  # bounded by the wire (max_body_size), not by itself
+        reply = self._core.handle(request, stream)  # a body cut short: 400 (a half-close reads it)
         if reply.close or stream.error is not None or not stream.drain(DRAIN_LIMIT):
             reply.close = True
         if self._closing.is_set() or conn.timed_out:
             reply.close = True
         try:
-            _send(sock, wire, reply)
+            out = _send(sock, wire, reply)
         except TimeoutError:
             return False  # the client stopped reading the reply
+        if self._access_log is not None:
+            self._log_access(conn, wire, request, reply.status, wire.received, out, started)
         # Closing with body bytes still coming: drain them, or the client's TCP gets a reset
         # that can destroy this reply before it is read. (A timed-out read side is cut.)
         conn.linger = wire.must_close and not stream.at_end and not conn.timed_out
@@ -955,14 +937,15 @@ def _read_body(sock: socket.socket, wire: ServerConnection) -> bytes | None:
         elif event is END_OF_MESSAGE:
             return pieces[0] if len(pieces) == 1 else b"".join(pieces)
         elif event is NEED_DATA:
-            pending = wire.data_pending
-            if pending >= _DIRECT_READ and wire.head is not None and not wire.head.chunked:
-                body = _read_into_one(sock, pieces, pending)
+            direct = wire.direct_read_pending
+            if direct >= _DIRECT_READ:
+                body = _read_into_one(sock, pieces, direct)
                 if body is None:
                     return None
-                wire.data_read_directly(pending)
+                wire.data_read_directly(direct)
                 pieces = [body]
             else:
+                pending = wire.data_pending
                 wire.receive_data(sock.recv(max(_READ_BUFFER, min(pending, _BODY_READ))))
         else:
             return None  # ConnectionClosed: cut short
@@ -1080,18 +1063,9 @@ class _WireBody(Read1Source):
             raise BodyRejected(error.status, error.detail) from None
 
     def _cut_short(self) -> OSError:
-        received = self._wire.received
         if self._conn.timed_out:  # the reaper cut the read side
             return BodyTimeout(f"no byte of the request body arrived for {self._timeout} s")
-        head = self._wire.head
-        if head is not None and not head.chunked:
-            return BodyCutShort(
-                f"the client closed the connection after {received} of {head.length} body bytes"
-            )
-        return BodyCutShort(
-            "the client closed the connection before the end of the chunked body "
-            f"({received} body bytes had arrived)"
-        )
+        return BodyCutShort(self._wire.cut_short_error().detail)
 
 
 _TIMEOUT_ERROR: Final = HTTPError(
@@ -1203,8 +1177,9 @@ def listen_error(exc: OSError, host: str, port: int) -> OSError:
 
 
 class ServerStartedOnImport(BaseException):
-    """`run_http_server` was called while `ImportGuard` was active (``dataserve serve``
-    importing a handler's module); the server was not created, no port was bound.
+    """`run_http_server` was called, or an `HTTPDataServer` created (to ``serve_forever`` or
+    ``start`` it), while `ImportGuard` was active (``dataserve serve`` importing a handler's
+    module); the server was not created, its handler not built, no port or socket bound.
 
     A `BaseException`, so that a module's own ``except Exception`` does not swallow it.
 
@@ -1213,17 +1188,22 @@ class ServerStartedOnImport(BaseException):
         port: The port the module asked for.
     """
 
-    def __init__(self, module: str, port: object) -> None:
+    def __init__(self, module: str, port: object, call: str = "") -> None:
         super().__init__(module, port)
         self.module = module
         self.port = port
+        self.call = call or f"run_http_server({port!r}, ...)"
+        """The call that was refused, as the message shows it: ``run_http_server(5001, ...)``
+        or ``HTTPDataServer(..., port=5001)``."""
 
 
 class ImportGuard:
-    """While active (a ``with`` block), `run_http_server` raises `ServerStartedOnImport`
-    instead of serving: ``dataserve serve`` imports a module to find its handler, and a
-    module that starts a server when imported would otherwise serve (on its own port,
-    ignoring ``--port``) before the command could.
+    """While active (a ``with`` block), `run_http_server` and `HTTPDataServer` raise
+    `ServerStartedOnImport` instead of serving (before any socket is bound): ``dataserve
+    serve`` imports a module to find its handler, and a module that starts a server when
+    imported (``run_http_server(...)``, ``HTTPDataServer(...).serve_forever()`` or
+    ``.start()``) would otherwise serve (on its own port, ignoring ``--port``) before the
+    command could.
 
     Args:
         module: The module about to be imported, for the message.

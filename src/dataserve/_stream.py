@@ -344,7 +344,8 @@ class BodyCutShort(BodyError, ConnectionError):
 
 
 class BodyTooLarge(BodyError):
-    """A streamed request body went past the server's ``max_body_size`` (413)."""
+    """A streamed request body went past the server's ``max_body_size`` (413); its message
+    is the wire's (`_wire.check_body_total`)."""
 
 
 class BodyRejected(BodyError):
@@ -417,24 +418,24 @@ class RequestBody(io.BufferedIOBase):
     A readable, non-seekable binary stream of exactly the body's bytes: ``read(n)`` returns
     ``n`` bytes unless the body ends first, ``read()`` the rest; ``readinto``, ``read1``,
     ``readline`` and iteration work, so ``shutil.copyfileobj(payload, f)`` streams an upload
-    to disk. It holds at most one chunk at a time and never reads past the body's end or more
-    than ``limit`` bytes in all.
+    to disk. It holds at most one chunk at a time and never reads past the body's end. It
+    applies no limit of its own: the source is bounded by the wire (``max_body_size``: a
+    ``Content-Length`` over it is refused before the route runs, a chunked body as soon as
+    it passes it), so a route reads at most ``max_body_size`` bytes.
 
     A read that cannot complete raises: `BodyCutShort` (a `ConnectionError`: the client went
-    away), `BodyTimeout` (a `TimeoutError`: nothing arrived for ``request_timeout``) or
-    `BodyTooLarge` (an `OSError`: past ``max_body_size``). The server then answers that
-    failure itself (no reply, 408, 413), whatever the route returns or raises.
+    away), `BodyTimeout` (a `TimeoutError`: nothing arrived for ``request_timeout``),
+    `BodyTooLarge` (an `OSError`: past ``max_body_size``) or `BodyRejected` (a framing
+    rule broken). The server then answers that failure itself (400, 408, 413, ...),
+    whatever the route returns or raises.
 
     Args:
-        source: The shell's view of the body.
-        limit: The most bytes it may deliver (``max_body_size``).
+        source: The shell's view of the body, bounded by the wire.
     """
 
-    def __init__(self, source: BodySource, limit: int) -> None:
+    def __init__(self, source: BodySource) -> None:
         super().__init__()
         self._source = source
-        self.limit = limit
-        """The most bytes it delivers (the server's ``max_body_size``)."""
         self.received = 0
         """Bytes delivered so far."""
         self._ended = False
@@ -448,14 +449,6 @@ class RequestBody(io.BufferedIOBase):
 
     def readable(self) -> bool:
         return True
-
-    def _count(self, count: int) -> None:
-        self.received += count
-        if self.received > self.limit:
-            self.error = BodyTooLarge(
-                f"the request body went past the server's limit of {self.limit} bytes"
-            )
-            raise self.error
 
     def _check(self) -> None:
         if self.error is not None:
@@ -491,7 +484,7 @@ class RequestBody(io.BufferedIOBase):
             raise
         if not data:
             self._ended = True
-        self._count(len(data))
+        self.received += len(data)
         return data
 
     def _fill(self, readinto: Callable[[memoryview], int], buffer: Any) -> int:
@@ -506,7 +499,7 @@ class RequestBody(io.BufferedIOBase):
             raise
         if not count:
             self._ended = True
-        self._count(count)
+        self.received += count
         return count
 
     def readall(self) -> bytes:
@@ -529,7 +522,7 @@ class RequestBody(io.BufferedIOBase):
                 if not count:
                     self._ended = True
                     break
-                self._count(count)
+                self.received += count
                 left -= count
         except OSError as exc:
             self.error = exc

@@ -1,4 +1,4 @@
-"""The wire, with no I/O: HTTP/1.1 messages as bytes, for the server side of a connection.
+"""The wire, with no I/O: HTTP/1.1 messages as bytes, for both sides of a connection.
 
 Owns what HTTP/1.1 says about bytes (RFC 9112): the status table, line splitting and the CR/LF
 rules, the request-line and header-section limits (414, 431), the head grammar, the framing
@@ -10,15 +10,31 @@ of a reply body, and what is left over after a message (pipelining).
 In h11's shape: a `ServerConnection` takes the bytes a shell received and hands out events (a
 request head, body data, the end of the message), and turns a reply into the bytes to send. It
 never sees a socket, a thread or a clock: the shell moves the bytes, keeps the deadlines and
-passes in the ``Date`` line; the semantics (methods, auth, codecs, statuses of the handler's
-answer) are `ServerCore`'s (`_protocol`).
+passes in its clock's time for the ``Date`` line (`date_line`); the semantics (methods, auth,
+codecs, statuses of the handler's answer) are `ServerCore`'s (`_protocol`).
+
+The client side is the same shape: `ClientConnection` frames a request (`RequestHeads` builds
+its head once per path and media type; ``Content-Length``, or chunked for a body of unknown
+size) and turns the bytes received into a `ReplyHead`, `Data` and `END_OF_MESSAGE`. It owns
+the reply-head grammar (`parse_response_head`) and limits, 1xx replies (skipped), replies
+without a body (HEAD, 204, 304), ``Content-Length`` and chunked framing (decoded by the same
+`ChunkedDecoder`), HTTP/1.0 replies ended by the close, keep-alive, and bytes left over after
+a reply (the connection is then not reused); a reply it cannot frame is a `ReplyError`, never
+a guess. The sync client (on urllib3's sockets) and the asyncio client (on asyncio
+transports) are its shells.
 """
 
 from __future__ import annotations
 
+import collections
 import re
+import sys
+import time
 from collections.abc import Mapping
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    from .codecs._registry import CodecRegistry
 
 __all__ = [
     "CHUNK_TAIL",
@@ -32,23 +48,35 @@ __all__ = [
     "MAX_REQUEST_LINE",
     "NEED_DATA",
     "STATUS_PHRASES",
+    "USER_AGENT",
     "ChunkedDecoder",
+    "ClientConnection",
     "ConnectionClosed",
     "Data",
     "EndOfMessage",
     "Event",
     "HTTPError",
     "NeedData",
+    "ReplyError",
+    "ReplyHead",
     "RequestHead",
+    "RequestHeads",
     "ServerConnection",
     "asks_to_close",
+    "body_cut_short",
+    "check_body_complete",
     "check_body_total",
     "check_content_length",
     "chunk_head",
+    "date_line",
     "frame_request",
     "parse_content_length",
     "parse_fields",
     "parse_request_head",
+    "parse_request_line",
+    "parse_response_head",
+    "parse_version",
+    "reply_has_body",
     "unterminated_chunked_error",
 ]
 
@@ -95,6 +123,45 @@ CHUNK_TAIL: Final = b"\r\n"
 """What follows each chunk's data."""
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 """The interim reply that tells a client waiting with ``Expect: 100-continue`` to send."""
+
+
+_WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_date_cache: list[object] = [-1, b""]
+
+
+def date_line(now: float) -> bytes:
+    """The ``Date`` field line (RFC 9110 5.6.7, IMF-fixdate) with its CRLF, for a reply head
+    (`ServerConnection.reply_head`'s ``date``); ``now`` is the shell's clock (seconds since
+    the epoch). Formatted once per second."""
+    second = int(now)
+    if _date_cache[0] != second:
+        t = time.gmtime(second)
+        _date_cache[1] = (
+            f"Date: {_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT\r\n"
+        ).encode()
+        _date_cache[0] = second
+    return cast(bytes, _date_cache[1])
+
+
+def reply_has_body(method: str) -> bool:
+    """Whether the reply to a request with this method carries its body: not for ``HEAD``
+    (RFC 9110 9.3.2), whose reply keeps the framing fields of the body it leaves out."""
+    return method != "HEAD"
 
 
 def chunk_head(size: int) -> bytes:
@@ -235,6 +302,12 @@ def asks_to_close(connection: str | None) -> bool:
     return "close" in value and any(token.strip() == "close" for token in value.split(","))
 
 
+def parse_version(protocol: str) -> tuple[int, int] | None:
+    """The HTTP version this server speaks that ``protocol`` names (``"HTTP/1.1"`` is
+    ``(1, 1)``, ``"HTTP/1.0"`` is ``(1, 0)``), or ``None`` for any other text."""
+    return _VERSIONS.get(protocol.encode("latin-1", "replace"))
+
+
 def parse_content_length(value: str) -> int | None:
     """The length a ``Content-Length`` value announces, or ``None`` if it is not 1 to 19
     ASCII digits (RFC 9110 8.6: no sign, no spaces, no other digits such as ``'²'``)."""
@@ -247,6 +320,22 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
     Raises:
         HTTPError: 400 for anything malformed or ambiguous, 505 for an HTTP version other
             than 1.0 and 1.1. Every such error closes the connection.
+    """
+    method, target, version = parse_request_line(request_line)
+    headers = parse_fields(header_lines)
+    if version == (1, 1) and "host" not in headers:
+        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
+    return RequestHead(method, target, version, headers)
+
+
+def parse_request_line(request_line: bytes) -> tuple[str, str, tuple[int, int]]:
+    """Parse a request line (without its CRLF) strictly, per RFC 9112 section 3.
+
+    Returns:
+        The method, the request target as sent (latin-1 text) and the HTTP version.
+    Raises:
+        HTTPError: 400 for a malformed line, 505 for an HTTP version other than 1.0 and
+            1.1. Both close the connection.
     """
     parts = request_line.split(b" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
@@ -263,10 +352,7 @@ def parse_request_head(request_line: bytes, header_lines: list[bytes]) -> Reques
         raise HTTPError(400, "malformed HTTP version in request line", close=True)
     if _BAD_VALUE_BYTE.search(target) or b"\t" in target:
         raise HTTPError(400, "control character in request target", close=True)
-    headers = parse_fields(header_lines)
-    if version == (1, 1) and "host" not in headers:
-        raise HTTPError(400, "HTTP/1.1 request without a Host header", close=True)
-    return RequestHead(method.decode("ascii"), target.decode("latin-1"), version, headers)
+    return method.decode("ascii"), target.decode("latin-1"), version
 
 
 def parse_fields(header_lines: list[bytes]) -> dict[str, str]:
@@ -380,6 +466,37 @@ def check_body_total(total: int, max_body_size: int) -> None:
         raise HTTPError(
             413, f"chunked body over this server's limit of {max_body_size} bytes", close=True
         )
+
+
+def body_cut_short(received: int, length: int | None) -> HTTPError:
+    """The error for a request body that ended before its framing said it would: the
+    connection ended (or, under WSGI, the server's ``wsgi.input`` ran out) after
+    ``received`` body bytes, of a ``Content-Length`` of ``length`` (``None``: a chunked body
+    before its last chunk). 400, closing the connection; the reply still reaches a client
+    that closed only its sending side.
+    """
+    if length is None:
+        detail = (
+            f"the request body ended after {received} bytes, before the last chunk of its "
+            "chunked framing; send the whole body, ending with the last chunk"
+        )
+    else:
+        detail = (
+            f"the request body ended after {received} of the {length} bytes its "
+            "Content-Length announced; send the whole body, or a Content-Length that matches it"
+        )
+    return HTTPError(400, detail, close=True)
+
+
+def check_body_complete(received: int, length: int) -> None:
+    """Refuse a body that ended with fewer bytes than its ``Content-Length`` (see
+    `body_cut_short`).
+
+    Raises:
+        HTTPError: 400, closing the connection.
+    """
+    if received < length:
+        raise body_cut_short(received, length)
 
 
 def unterminated_chunked_error() -> HTTPError:
@@ -592,8 +709,15 @@ class EndOfMessage:
         return "END_OF_MESSAGE"
 
 
-class Data:
-    """Event: the next bytes of the request body.
+_Piece = TypeVar("_Piece", bytes, bytes | memoryview)
+
+
+class Data(Generic[_Piece]):
+    """Event of either side: the next bytes of a body (h11's ``Data``).
+
+    ``Data[bytes]`` on the server side (a request body); ``Data[bytes | memoryview]`` on the
+    client side, whose pieces may be views of what `ClientConnection.receive_data` was given
+    (valid as long as the caller keeps that).
 
     Attributes:
         data: The bytes, in order; a received piece that is all body comes back uncopied.
@@ -601,8 +725,8 @@ class Data:
 
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, data: _Piece) -> None:
+        self.data: _Piece = data
 
     def __repr__(self) -> str:
         return f"Data(<{len(self.data)} bytes>)"
@@ -631,7 +755,7 @@ END_OF_MESSAGE: Final = EndOfMessage()
 _CLOSED_IDLE: Final = ConnectionClosed(False)
 _CLOSED_MID: Final = ConnectionClosed(True)
 
-Event = RequestHead | Data | EndOfMessage | NeedData | ConnectionClosed
+Event = RequestHead | Data[bytes] | EndOfMessage | NeedData | ConnectionClosed
 """What `ServerConnection.next_event` hands out."""
 
 _S_HEAD: Final = 0  # waiting for a request head
@@ -734,6 +858,33 @@ class ServerConnection:
         return self._raw.partition(b"\r\n")[0]
 
     @property
+    def request_start(self) -> tuple[str, str] | None:
+        """The method and target of the current request (for a log line): from its parsed
+        head, or, for a head refused or cut short before it was whole (a malformed field, a
+        stall), from its request line alone (parsed by `parse_request_line`); ``None`` when
+        no valid request line has arrived."""
+        head = self.head
+        if head is not None:
+            return head.method, head.target
+        line = self.request_line
+        if not line:
+            return None
+        try:
+            method, target, _ = parse_request_line(line)
+        except HTTPError:
+            return None
+        return method, target
+
+    def cut_short_error(self) -> HTTPError:
+        """The error to answer when the connection ended inside the current request's body
+        (a `ConnectionClosed` with ``mid_message``): `body_cut_short`, from what arrived."""
+        head = self.head
+        if head is None or not head.chunked:
+            return body_cut_short(self.received, None if head is None else head.length)
+        decoder = cast(ChunkedDecoder, self._decoder)  # its sizes count the chunk begun whole
+        return body_cut_short(decoder.received - decoder.data_pending, None)
+
+    @property
     def trailing_data(self) -> bytes:
         """The bytes received and not yet used (the start of the next request, pipelined)."""
         return bytes(self._buf[self._pos :])
@@ -761,6 +912,14 @@ class ServerConnection:
 
     # -- bytes in, events out ------------------------------------------------------------
 
+    @property
+    def direct_read_pending(self) -> int:
+        """Body bytes the shell may read straight from its transport into its own buffer and
+        count with `data_read_directly`: the `data_pending` of a body framed by
+        ``Content-Length``; 0 otherwise (a chunked body's bytes go through `receive_data`,
+        since its framing lines come between them)."""
+        return self.data_pending if self._state == _S_BODY else 0
+
     def receive_data(self, data: bytes) -> None:
         """Take the next bytes received, in pieces of any size; ``b""`` means the peer closed."""
         if not data:
@@ -773,7 +932,7 @@ class ServerConnection:
             self._pos = 0
 
     def data_read_directly(self, count: int) -> None:
-        """Count ``count`` body bytes (at most `data_pending`) that the shell read straight
+        """Count ``count`` body bytes (at most `direct_read_pending`) that the shell read straight
         from its transport into its own buffer, instead of passing them through
         `receive_data` (to assemble a large body in one buffer without a copy)."""
         if self._state != _S_BODY or count > self.data_pending:
@@ -806,7 +965,8 @@ class ServerConnection:
                 return END_OF_MESSAGE
         except HTTPError:
             if self.head is None and self._raw:  # refused in its head: a HEAD still gets no body
-                self._method = _method_of(self.request_line)
+                start = self.request_start
+                self._method = "" if start is None else start[0]
             self._state = _S_CLOSED
             self.must_close = True
             raise
@@ -893,7 +1053,7 @@ class ServerConnection:
         elif self._header_bytes + partial > MAX_HEADER_BYTES + 1:
             raise _headers_too_large()
 
-    def _next_data(self) -> Data | NeedData | ConnectionClosed:
+    def _next_data(self) -> Data[bytes] | NeedData | ConnectionClosed:
         buf = self._buf
         pos = self._pos
         available = len(buf) - pos
@@ -910,7 +1070,7 @@ class ServerConnection:
             self._state = _S_END
         return Data(piece)
 
-    def _next_chunked(self) -> Data | EndOfMessage | NeedData | ConnectionClosed:
+    def _next_chunked(self) -> Data[bytes] | EndOfMessage | NeedData | ConnectionClosed:
         decoder = cast(ChunkedDecoder, self._decoder)
         buf = self._buf
         pos = self._pos
@@ -980,7 +1140,7 @@ class ServerConnection:
         )
         self.must_close = must_close
         method = self._method if head is None else head.method
-        self.reply_has_body = method != "HEAD"
+        self.reply_has_body = reply_has_body(method)
         self._state = _S_REPLIED
         prefix = _prefixes.get((status, headers))
         if prefix is None:
@@ -1021,15 +1181,6 @@ class ServerConnection:
         self._method = ""
 
 
-def _method_of(request_line: bytes) -> str:
-    """The method of a request line that parses on its own (its head did not), else ``""``:
-    so that a HEAD refused for a malformed field still gets a reply without a body."""
-    try:
-        return parse_request_head(request_line, [b"Host: -"]).method
-    except HTTPError:
-        return ""
-
-
 def _headers_too_large() -> HTTPError:
     return HTTPError(
         431, f"request headers over {MAX_HEADERS} fields or {MAX_HEADER_BYTES} bytes", close=True
@@ -1064,3 +1215,638 @@ def _head_prefix(status: int, headers: tuple[tuple[str, str], ...]) -> bytes:
         _prefixes.clear()  # e.g. many NumPy shapes: keep the cache for what recurs
     _prefixes[(status, headers)] = prefix
     return prefix
+
+
+# -- the client side of a connection ---------------------------------------------------------
+
+USER_AGENT: Final = "dataserve/0.2"
+"""What the clients send as ``User-Agent``."""
+_CHUNKED: Final = b"Transfer-Encoding: chunked\r\n\r\n"
+_HEADS_LIMIT: Final = 1024
+_HEAD_TOO_LARGE: Final = f"the reply head is larger than {MAX_HEADER_BYTES} bytes"
+
+
+# RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ): a control byte is malformed.
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
+
+
+# Reply heads parsed before, by their exact bytes (the status line, then each field line): a
+# server sends the same few heads again and again (its Date line changes once a second, the
+# Content-Length with the size). Only heads that parsed are kept, so every rule still applies
+# to bytes never seen; bounded in count and in the size of what is kept.
+_reply_heads: dict[tuple[bytes, ...], tuple[int, int, dict[str, str]]] = {}
+_REPLY_HEAD_LIMIT: Final = 256
+_CACHEABLE_REPLY_HEAD: Final = 1024  # bytes of lines: larger heads are parsed every time
+
+
+def parse_response_head(
+    status_line: bytes, header_lines: list[bytes]
+) -> tuple[int, int, dict[str, str]]:
+    """Parse a reply's status line and header lines (each without CRLF), for the client.
+
+    Returns:
+        ``(minor_version, status, headers)``, header names lower-cased; ``headers`` is the
+        caller's own dict.
+    Raises:
+        HTTPError: The reply is not HTTP/1.0 or 1.1, or is malformed (the status says what
+            the client would have answered; the client reports it as a lost connection).
+    """
+    key = (status_line, *header_lines)
+    parsed = _reply_heads.get(key)
+    if parsed is None:
+        parsed = _parse_response_head(status_line, header_lines)
+        if len(status_line) + sum(map(len, header_lines)) <= _CACHEABLE_REPLY_HEAD:
+            if len(_reply_heads) >= _REPLY_HEAD_LIMIT:
+                _reply_heads.clear()
+            _reply_heads[key] = parsed
+    minor, status, headers = parsed
+    return minor, status, headers.copy()
+
+
+def _parse_response_head(
+    status_line: bytes, header_lines: list[bytes]
+) -> tuple[int, int, dict[str, str]]:
+    match = _STATUS_LINE.fullmatch(status_line)
+    if match is None:
+        raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
+    return int(match[1]), int(match[2]), parse_fields(header_lines)
+
+
+class ReplyError(Exception):
+    """The reply cannot be read: malformed, cut short, over a limit, or framed in a way this
+    client cannot follow. The message says which; the connection must be closed."""
+
+
+class ReplyHead:
+    """A final (non-1xx) reply head.
+
+    Attributes:
+        status: e.g. ``200``.
+        headers: Field names lower-cased; repeated fields joined with ``", "``.
+        keep_alive: HTTP/1.1 without the ``close`` token in ``Connection``, and framed so
+            that its end is known. Whether the connection can carry another request is
+            `ClientConnection.reusable`, known at `END_OF_MESSAGE`.
+        length: The body's length: its ``Content-Length``, ``0`` for a reply without a body,
+            ``None`` when unknown (chunked, or ended by closing the connection).
+    """
+
+    __slots__ = ("headers", "keep_alive", "length", "status")
+
+    def __init__(
+        self, status: int, headers: dict[str, str], keep_alive: bool, length: int | None
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"<ReplyHead {self.status} length={self.length} keep_alive={self.keep_alive}>"
+
+
+class RequestHeads:
+    """Request heads, each built once per (path, media type) and kept.
+
+    The head of a PUT is its request line and fields up to the framing, which
+    `ClientConnection.start_put` adds: ``Host``, ``User-Agent``, ``Content-Type``, ``Accept``
+    (the registry's media types in its order of preference) and ``Authorization`` when there
+    is a token. A ``register()`` on the registry rebuilds them (its ``Accept`` changed).
+
+    Args:
+        registry: The client's codecs.
+        host_header: What ``Host`` says, e.g. ``"localhost:5001"``.
+        authorization: The ``Authorization`` value, or ``None``.
+    """
+
+    def __init__(
+        self, registry: CodecRegistry, host_header: str, authorization: str | None
+    ) -> None:
+        self._registry = registry
+        self._host = host_header
+        self._auth = authorization
+        self._version = -1
+        self._puts: dict[tuple[str, str], bytes] = {}
+
+    def put(self, path: str, media_type: str) -> bytes:
+        """The head of a PUT of a body of ``media_type`` to ``path``, without its framing."""
+        version = self._registry.version  # before reading media_types: a register() may race
+        if self._version != version:
+            self._puts = {}
+            self._version = version
+        key = (path, media_type)
+        head = self._puts.get(key)
+        if head is None:
+            lines = [
+                f"PUT {path} HTTP/1.1",
+                f"Host: {self._host}",
+                f"User-Agent: {USER_AGENT}",
+                f"Content-Type: {media_type}",
+                f"Accept: {', '.join(self._registry.media_types)}",
+            ]
+            if self._auth is not None:
+                lines.append(f"Authorization: {self._auth}")
+            head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+            if len(self._puts) >= _HEADS_LIMIT:
+                self._puts.clear()
+            self._puts[key] = head
+        return head
+
+    def probe(self, path: str) -> bytes:
+        """The whole head of a ``HEAD`` liveness probe of ``path`` (no body)."""
+        lines = [f"HEAD {path} HTTP/1.1", f"Host: {self._host}", f"User-Agent: {USER_AGENT}"]
+        if self._auth is not None:
+            lines.append(f"Authorization: {self._auth}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# What the connection is reading (plain ints: compared on every event).
+_IDLE: Final = 0  # no request started
+_C_HEAD: Final = 1  # reading a reply head (1xx ones included)
+_LENGTH: Final = 2  # a Content-Length body
+_CHUNKED_BODY: Final = 3  # a chunked body, decoded by _wire.ChunkedDecoder (the server's decoder)
+_UNTIL_CLOSE: Final = 4  # a body that ends when the connection does
+_C_DONE: Final = 5
+
+
+class ClientConnection:
+    """One client connection's HTTP/1.1 state, one request and reply at a time.
+
+    Not thread-safe: one shell drives it. Use: `start_put` (or `start_probe`), write what it
+    returns, then `send_data`/`end_request` for the body; meanwhile or afterwards, feed every
+    received byte to `receive_data` and take events from `next_event` until `END_OF_MESSAGE`. If
+    `reusable`, `start_next_cycle` readies it for the next request; otherwise close the
+    connection.
+
+    A reply may begin before the request is complete (a server refusing a body early); it is
+    read the same way, and the connection is then not reused.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already consumed
+        self._direct: bytes | None = None  # a received piece not copied into _buf (yet)
+        self._eof = False
+        self._in: int = _IDLE
+        self._head_request = False
+        self._sending: int | None = None  # body bytes still to send; None: chunked
+        self._request_done = False
+        self._request_started = False
+        self._keep_alive = False
+        self._left = 0  # of the Content-Length body or the current chunk
+        self._length: int | None = None
+        self._received = 0  # body bytes given out (for messages)
+        self._got_bytes = False  # any byte of this reply arrived
+        self._lines: list[bytes] = []
+        self._chunked: ChunkedDecoder | None = None
+        self._pieces: collections.deque[bytes] | None = None  # decoded, not given out yet
+        self._scan = 0  # where the search for the next LF resumes (>= _pos)
+        self._head_bytes = 0
+        self.leftover = False
+        """Bytes arrived after the reply ended (the server sent more than it framed)."""
+
+    # -- events in, bytes out ------------------------------------------------------------
+
+    def start_put(self, head: bytes, length: int | None) -> bytes:
+        """Begin a PUT: the bytes of its head, framed for a body of ``length`` bytes
+        (``Content-Length``) or, if ``None``, of unknown size (chunked).
+
+        Args:
+            head: From `RequestHeads.put`.
+        """
+        self._start()
+        if length is None:
+            self._sending = None
+            return head + _CHUNKED
+        if length < 0:
+            raise ValueError(f"a body length is >= 0, got {length}")
+        self._sending = length
+        return b"%sContent-Length: %d\r\n\r\n" % (head, length)
+
+    def put_whole(self, head: bytes, length: int) -> bytes:
+        """Begin and end a PUT whose body of ``length`` bytes the shell sends at once with
+        its head (or closes the connection if it cannot): the head's bytes, framed with
+        ``Content-Length``. The same as `start_put`, `send_data` of the whole body and
+        `end_request`, for the fast path of a small call."""
+        self._start()
+        self._sending = 0
+        self._request_done = True
+        return b"%sContent-Length: %d\r\n\r\n" % (head, length)
+
+    def start_probe(self, head: bytes) -> bytes:
+        """Begin a ``HEAD`` request (no body; its reply has none): returns ``head``.
+
+        Args:
+            head: From `RequestHeads.probe`.
+        """
+        self._start()
+        self._head_request = True
+        self._sending = 0
+        self._request_done = True
+        return head
+
+    def _start(self) -> None:
+        if self._request_started:
+            raise RuntimeError("a request was already started on this connection")
+        self._request_started = True
+        self._in = _C_HEAD
+
+    def send_data(self, data: bytes | bytearray | memoryview) -> tuple[bytes | memoryview, ...]:
+        """Frame one piece of the request body: the pieces to write, in order (the data
+        itself is never copied)."""
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        size = view.nbytes
+        if self._request_done or not self._request_started:
+            raise RuntimeError("no request body is being sent")
+        if self._sending is None:
+            return (b"%x\r\n" % size, view, CHUNK_TAIL) if size else ()
+        if size > self._sending:
+            raise RuntimeError(f"{size} bytes of body sent where {self._sending} were left to send")
+        self._sending -= size
+        return (view,)
+
+    def body_sent(self, count: int) -> None:
+        """Count ``count`` bytes of a ``Content-Length`` body that the shell sent without
+        `send_data` (from the kernel: ``sendfile``).
+
+        Raises:
+            RuntimeError: No such body is being sent, or ``count`` is more than it has left.
+        """
+        if self._request_done or self._sending is None or not 0 <= count <= self._sending:
+            raise RuntimeError("no Content-Length body is being sent for these bytes")
+        self._sending -= count
+
+    def end_request(self) -> bytes:
+        """End the request body: the bytes to write (the last chunk, or nothing).
+
+        Raises:
+            RuntimeError: A ``Content-Length`` body was not sent whole.
+        """
+        if not self._request_started or self._request_done:
+            raise RuntimeError("no request body is being sent")
+        self._request_done = True
+        if self._sending is None:
+            return LAST_CHUNK
+        if self._sending:
+            raise RuntimeError(f"the request body is {self._sending} bytes short")
+        return b""
+
+    @property
+    def request_done(self) -> bool:
+        """Whether the whole request has been framed (`end_request`, or a probe)."""
+        return self._request_done
+
+    # -- bytes in, events out ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Take bytes received from the server; ``b""`` means the connection ended.
+
+        The bytes object is kept (not copied) when it can be given out as body `Data`.
+        """
+        if self._eof:
+            if data:
+                raise RuntimeError("bytes received after the end of the connection")
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._in == _C_DONE:
+            self.leftover = True
+            return
+        self._got_bytes = True
+        if self._direct is not None:
+            self._buf += self._direct
+            self._direct = None
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = self._scan = 0
+            self._direct = data
+        else:
+            self._buf += data
+
+    def next_event(self) -> ReplyHead | Data[bytes | memoryview] | EndOfMessage | NeedData:
+        """The next event of the reply: a `ReplyHead`, `Data`, `END_OF_MESSAGE` or `NEED_DATA`.
+
+        Raises:
+            ReplyError: The reply is malformed, cut short or cannot be framed.
+        """
+        state = self._in
+        while True:
+            if state == _LENGTH:
+                data = self._take(self._left)
+                if data is not None:
+                    self._left -= len(data)
+                    self._received += len(data)
+                    if not self._left:
+                        self._done()
+                    return Data(data)
+            elif state == _C_DONE:
+                return END_OF_MESSAGE
+            elif state == _C_HEAD:
+                if self._direct is not None:
+                    if not self._lines and self._pos == len(self._buf):
+                        head = self._head_in_piece()  # the usual case: a head in one piece
+                        if head is not None:
+                            return head
+                        state = self._in
+                        continue
+                    self._buf += self._direct  # lines are split in _buf
+                    self._direct = None
+                head = self._read_head()
+                if head is not None:
+                    return head
+            elif state == _CHUNKED_BODY:
+                piece = self._next_piece()
+                if piece is not None:
+                    return Data(piece)
+            elif state == _UNTIL_CLOSE:
+                data = self._take(-1)
+                if data is not None:
+                    self._received += len(data)
+                    return Data(data)
+                if self._eof:
+                    self._done()
+            else:
+                raise RuntimeError("no request was started on this connection")
+            if self._in == state:  # no progress: more bytes needed
+                if self._eof:
+                    raise ReplyError(self._cut_short())
+                return NEED_DATA
+            state = self._in
+
+    @property
+    def body_bytes_left(self) -> int | None:
+        """Bytes of a ``Content-Length`` body not yet received (a shell may size its next
+        read by it), or ``None`` when the body's end is not known in advance."""
+        if self._in == _LENGTH:
+            buffered = len(self._buf) - self._pos + len(self._direct or b"")
+            return max(0, self._left - buffered)
+        return None
+
+    def body_received(self, count: int) -> None:
+        """Count ``count`` bytes of a ``Content-Length`` body that the shell received
+        straight into a buffer of its own (sized by `body_bytes_left`, after every buffered
+        byte was taken as `Data`) instead of passing them to `receive_data`.
+
+        Raises:
+            RuntimeError: No such body is being received, bytes wait in the connection's
+                buffer, or ``count`` is more than the body has left.
+        """
+        buffered = self._direct is not None or self._pos < len(self._buf)
+        if self._in != _LENGTH or buffered or not 0 <= count <= self._left:
+            raise RuntimeError("no Content-Length body is waiting for these bytes")
+        if count:
+            self._got_bytes = True
+            self._left -= count
+            self._received += count
+            if not self._left:
+                self._done()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection can carry another request: the request was sent whole, the
+        reply was read to its end, was keep-alive, and nothing came after it."""
+        return (
+            self._in == _C_DONE
+            and self._request_done
+            and self._keep_alive
+            and not self.leftover
+            and not self._eof
+        )
+
+    def next_cycle(self) -> bool:
+        """Make the connection ready for another request if it is `reusable`, and say
+        whether it was (if not, the shell closes it)."""
+        if not self.reusable:
+            return False
+        self._reset()
+        return True
+
+    def start_next_cycle(self) -> None:
+        """Make the connection ready for another request after a reusable exchange.
+
+        Raises:
+            RuntimeError: It is not `reusable`.
+        """
+        if not self.reusable:
+            raise RuntimeError("this connection cannot carry another request; close it")
+        self._reset()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _take(self, wanted: int) -> bytes | memoryview | None:
+        """Up to ``wanted`` bytes (all there are if ``wanted`` < 0) of what was received,
+        without copying a piece kept whole; ``None`` if nothing is there."""
+        direct = self._direct
+        if direct is not None:
+            if wanted < 0 or len(direct) <= wanted:
+                self._direct = None
+                return direct
+            self._direct = None
+            self._buf += memoryview(direct)[wanted:]  # the rest: a reply's leftover, or more
+            self._pos = 0
+            return memoryview(direct)[:wanted]
+        available = len(self._buf) - self._pos
+        if not available:
+            return None
+        count = available if wanted < 0 else min(available, wanted)
+        start = self._pos
+        data = bytes(self._buf[start : start + count])
+        self._pos = start + count
+        self._compact()
+        return data
+
+    def _compact(self) -> None:
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = self._scan = 0
+        elif self._pos > 65536:
+            del self._buf[: self._pos]
+            self._scan -= self._pos
+            self._pos = 0
+
+    def _next_line(self, limit: int, too_long: str) -> bytes | None:
+        """The next CR LF-ended line of ``_buf`` (without it), or ``None`` if it has not
+        arrived whole. The line may take at most ``limit`` bytes, CR LF included; past that,
+        `ReplyError` with the message ``too_long``."""
+        buf = self._buf
+        stop = self._pos + limit
+        end = buf.find(b"\n", max(self._scan, self._pos), stop)
+        if end < 0:
+            if len(buf) >= stop:
+                raise ReplyError(too_long)
+            self._scan = len(buf)
+            return None
+        if end == self._pos or buf[end - 1] != 0x0D:
+            raise ReplyError("a line of the reply ends in a bare LF, not CR LF")
+        line = bytes(buf[self._pos : end - 1])
+        self._pos = self._scan = end + 1
+        return line
+
+    def _read_head(self) -> ReplyHead | None:
+        while True:
+            lines = self._whole_head() if not self._lines else None
+            if lines is None:  # line by line: a head that has not arrived whole, or breaks a rule
+                before = self._pos
+                line = self._next_line(MAX_HEADER_BYTES + 2 - self._head_bytes, _HEAD_TOO_LARGE)
+                if line is None:
+                    return None
+                self._head_bytes += self._pos - before
+                if line:
+                    self._lines.append(line)
+                    if len(self._lines) > MAX_HEADERS + 1:
+                        raise ReplyError(f"the reply head has more than {MAX_HEADERS} fields")
+                    continue
+                if not self._lines:
+                    raise ReplyError("the reply begins with an empty line, not a status line")
+                lines = self._lines
+            status_line, *fields = lines
+            self._lines = []
+            self._head_bytes = 0
+            try:
+                minor, status, headers = parse_response_head(status_line, fields)
+            except HTTPError as exc:
+                raise ReplyError(f"the reply head is malformed: {exc.detail}") from None
+            if status < 200:
+                if status == 101:
+                    raise ReplyError("the server switched protocols (101), never asked for")
+                continue  # an interim reply (100 Continue, 103 Early Hints): the next head
+            head = self._frame(minor, status, headers)
+            self._compact()
+            return head
+
+    def _head_in_piece(self) -> ReplyHead | None:
+        """Read a head from the received piece kept whole, without copying it into the
+        buffer; what follows the head stays a piece of its own (the body, given out
+        uncopied). ``None`` if that piece does not hold a whole final head: it is then in
+        the buffer for the line-by-line reading."""
+        direct = self._direct
+        assert direct is not None
+        end = direct.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 2)
+        lines = direct[:end].split(b"\r\n") if end > 0 else None
+        if (
+            lines is None
+            or not lines[0]
+            or len(lines) > MAX_HEADERS + 1
+            or direct.count(b"\n", 0, end) != len(lines) - 1
+        ):
+            self._buf += direct  # not whole, or breaking a rule: line by line says which
+            self._direct = None
+            return None
+        rest = direct[end + 4 :]
+        self._direct = rest or None
+        try:
+            minor, status, headers = parse_response_head(lines[0], lines[1:])
+        except HTTPError as exc:
+            raise ReplyError(f"the reply head is malformed: {exc.detail}") from None
+        if status < 200:
+            if status == 101:
+                raise ReplyError("the server switched protocols (101), never asked for")
+            return None  # an interim reply: the next head is in the rest
+        return self._frame(minor, status, headers)
+
+    def _whole_head(self) -> list[bytes] | None:
+        """The lines of a head that lies whole in the buffer and keeps every rule the
+        line-by-line reading checks (CR LF only, the size and field limits, a status line
+        first), consumed; otherwise ``None``, consuming nothing (the usual case of one read
+        holding the whole head, split in one pass)."""
+        buf = self._buf
+        start = self._pos
+        end = buf.find(b"\r\n\r\n", start, start + MAX_HEADER_BYTES + 2)
+        if end <= start:
+            return None
+        block = bytes(buf[start:end])
+        lines = block.split(b"\r\n")
+        if not lines[0] or len(lines) > MAX_HEADERS + 1 or block.count(b"\n") != len(lines) - 1:
+            return None  # an empty first line, too many fields, a bare LF: the line-by-line
+            # reading says which
+        self._pos = self._scan = end + 4
+        return lines
+
+    def _frame(self, minor: int, status: int, headers: dict[str, str]) -> ReplyHead:
+        """Decide how the reply body is framed (RFC 9112 section 6.3)."""
+        keep_alive = minor == 1 and not asks_to_close(headers.get("connection"))
+        coding = headers.get("transfer-encoding")
+        framing = headers.get("content-length")
+        length: int | None
+        if self._head_request or status in (204, 304):
+            length = 0  # no body, whatever the headers say
+        elif coding is not None:
+            if framing is not None:
+                raise ReplyError(
+                    "the reply has both Transfer-Encoding and Content-Length, so its end "
+                    "is ambiguous (RFC 9112 section 6.3)"
+                )
+            codings = [c.strip(" \t").lower() for c in coding.split(",")]
+            if codings != ["chunked"]:
+                raise ReplyError(
+                    f"the reply's Transfer-Encoding {coding[:60]!r} is not 'chunked' alone; "
+                    "this client reads only chunked bodies, so it cannot tell the body's end"
+                )
+            length = None
+            self._chunked = ChunkedDecoder(sys.maxsize)  # no limit: the caller asked for it
+            self._pieces = collections.deque()
+            self._in = _CHUNKED_BODY
+        elif framing is not None:
+            length = parse_content_length(framing)
+            if length is None:
+                raise ReplyError(f"the reply has an invalid Content-Length {framing[:40]!r}")
+            self._left = length
+            self._in = _LENGTH
+        else:  # an HTTP/1.0 server (dataserve 0.1) ends the body by closing the connection
+            length = None
+            keep_alive = False
+            self._in = _UNTIL_CLOSE
+        self._keep_alive = keep_alive
+        self._length = length
+        if length == 0:
+            self._done()
+        return ReplyHead(status, headers, keep_alive, length)
+
+    def _next_piece(self) -> bytes | None:
+        """The next decoded piece of a chunked body, feeding the decoder what arrived;
+        ``None`` if more bytes are needed (or the body ended: the state is then DONE)."""
+        decoder = self._chunked
+        assert decoder is not None
+        pieces = self._pieces
+        assert pieces is not None
+        while not pieces:
+            if decoder.done:
+                self._chunked = None
+                if decoder.leftover:
+                    self.leftover = True
+                self._done()
+                return None
+            data = self._take(-1)
+            if data is None:
+                return None
+            try:
+                pieces.extend(piece for piece in decoder.feed(bytes(data)) if piece)
+            except HTTPError as exc:
+                raise ReplyError(f"the chunked reply is malformed: {exc.detail}") from None
+        piece = pieces.popleft()
+        self._received += len(piece)
+        return piece
+
+    def _done(self) -> None:
+        """The reply ended: anything received beyond it is a leftover."""
+        self._in = _C_DONE
+        if self._direct is not None or self._pos < len(self._buf):
+            self.leftover = True
+            self._direct = None
+            self._buf.clear()
+            self._pos = self._scan = 0
+
+    def _cut_short(self) -> str:
+        state = self._in
+        if state == _C_HEAD:
+            if not self._got_bytes:
+                return "the server closed the connection without replying"
+            return "the connection closed in the middle of the reply head"
+        if state == _LENGTH:
+            return (
+                f"the reply body was cut short ({self._received} of {self._length} bytes arrived)"
+            )
+        return f"the chunked reply was cut short ({self._received} bytes of its body arrived)"

@@ -38,13 +38,22 @@ from ._stream import (
     CHUNK_SIZE,
     DRAIN_LIMIT,
     BodyCutShort,
+    BodyTooLarge,
     FileBody,
     FileChunks,
     Read1Source,
     RequestBody,
     kernel_offset,
 )
-from ._wire import check_body_total, frame_request, unterminated_chunked_error
+from ._wire import (
+    body_cut_short,
+    check_body_complete,
+    check_body_total,
+    frame_request,
+    parse_version,
+    reply_has_body,
+    unterminated_chunked_error,
+)
 from .codecs._registry import CodecRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -52,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["make_app"]
 
-_VERSIONS: Final = {"HTTP/1.1": (1, 1), "HTTP/1.0": (1, 0)}
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 _READ_SIZE: Final = 1 << 20  # a chunked body is read from wsgi.input in pieces of at most this
 
@@ -95,7 +103,7 @@ def make_app(
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = _head_of(environ)
-        is_head = head.method == "HEAD"  # a reply to HEAD carries no body
+        is_head = not reply_has_body(head.method)  # the wire's rule: a HEAD's reply has none
         try:
             request = core.check_head(frame_request(head))  # framed as the socket server does
             length = request.content_length
@@ -106,8 +114,7 @@ def make_app(
                     body = _read_to_end(environ, core.max_body_size)
                 else:
                     body = environ["wsgi.input"].read(length) if length else b""
-                if len(body) < length:
-                    raise HTTPError(400, "the body is shorter than its Content-Length", close=True)
+                    check_body_complete(len(body), length)  # the WSGI server saw the client go
                 reply = core.handle(request, body)
         except HTTPError as error:
             reply = error_reply(error)
@@ -168,7 +175,7 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
     if request.chunked and not environ.get("wsgi.input_terminated"):
         raise unterminated_chunked_error()
     length = None if request.chunked else request.content_length
-    stream = RequestBody(_WSGIBody(environ["wsgi.input"], length), core.max_body_size)
+    stream = RequestBody(_WSGIBody(environ["wsgi.input"], length, core.max_body_size))
     reply = core.handle(request, stream)
     if stream.error is None:
         stream.drain(DRAIN_LIMIT)
@@ -177,14 +184,16 @@ def _handle_streamed(core: ServerCore, request: Request, environ: WSGIEnvironmen
 
 class _WSGIBody(Read1Source):
     """A streamed request body from ``wsgi.input``: at most ``length`` bytes (PEP 3333: never
-    read past ``CONTENT_LENGTH``), or, for a chunked body the WSGI server de-chunks
-    (``length`` ``None``), up to the end it marks. Stalls are the WSGI server's to time out."""
+    read past ``CONTENT_LENGTH``, which `check_head` bounded by ``max_body_size``), or, for a
+    chunked body the WSGI server de-chunks (``length`` ``None``), up to the end it marks,
+    bounded by the wire's ``check_body_total``. Stalls are the WSGI server's to time out."""
 
-    __slots__ = ("_ended", "_input", "length", "received")
+    __slots__ = ("_ended", "_input", "length", "max_body_size", "received")
 
-    def __init__(self, wsgi_input: Any, length: int | None) -> None:
+    def __init__(self, wsgi_input: Any, length: int | None, max_body_size: int) -> None:
         self._input = wsgi_input
         self.length = length
+        self.max_body_size = max_body_size
         self.received = 0
         self._ended = length == 0
 
@@ -195,22 +204,29 @@ class _WSGIBody(Read1Source):
         wanted = min(size, CHUNK_SIZE)
         if self.length is not None:
             wanted = min(wanted, self.length - self.received)
+        else:  # one byte past the limit at most: enough to see it passed
+            wanted = min(wanted, self.max_body_size + 1 - self.received)
         if self._ended or wanted <= 0:
             return b""
         try:
             data = self._input.read(wanted)
         except Exception as exc:  # each WSGI server raises its own kind for a lost client
-            raise BodyCutShort(f"reading the request body failed: {exc}") from exc
+            raise BodyCutShort(
+                f"reading the request body from the WSGI server failed after {self.received} "
+                f"bytes ({exc.__class__.__name__}: {exc}); send the whole body"
+            ) from exc
         self.received += len(data)
         if not data:
             if self.length is not None:
-                raise BodyCutShort(
-                    f"the client closed the connection after {self.received} "
-                    f"of {self.length} body bytes"
-                )
+                raise BodyCutShort(body_cut_short(self.received, self.length).detail)
             self._ended = True  # the de-chunked body's end
         elif self.received == self.length:
             self._ended = True
+        elif self.length is None:
+            try:
+                check_body_total(self.received, self.max_body_size)  # the wire's limit
+            except HTTPError as error:
+                raise BodyTooLarge(error.detail) from None
         return bytes(data)
 
 
@@ -274,7 +290,8 @@ def _head_of(environ: WSGIEnvironment) -> RequestHead:
         value = environ.get(key)
         if value:
             headers[name] = value
-    version = _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), (1, 1))
+    # A version the WSGI server accepted but the wire does not name (an HTTP/2 front): 1.1.
+    version = parse_version(str(environ.get("SERVER_PROTOCOL", ""))) or (1, 1)
     # PATH_INFO is the percent-decoded path as latin-1 text (PEP 3333): encode it back so that
     # the core decodes the resource exactly as the socket server does (UTF-8, NUL refused).
     path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe=_PATH_SAFE) or "/"
