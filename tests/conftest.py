@@ -241,7 +241,7 @@ def wait_until_pooled_connections_closed(client: Any, timeout: float = 5.0) -> b
     still be in flight when the next call begins, and that is the race SPEC 7 answers with
     an error, not the case a test of reconnection means."""
     deadline = time.monotonic() + timeout
-    socks = [c.sock for c in list(client._pool.pool.queue) if c is not None and c.sock]
+    socks = [c.sock for c in client._pool.idle_connections() if c.sock]
     for sock in socks:
         ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:

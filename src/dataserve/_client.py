@@ -66,6 +66,7 @@ from ._errors import (
     WriteTimeout,
 )
 from ._io import ONE_WRITE_LIMIT, send_message
+from ._pool import Pool, TLSPool
 from ._protocol import (
     OCTET_STREAM,
     raise_for_reply,
@@ -611,15 +612,15 @@ class _UnixConnection(_Connection):
         return sock
 
 
-class _Pool(urllib3.HTTPConnectionPool):
+class _Pool(Pool):
     ConnectionCls = _Connection
 
 
-class _UnixPool(urllib3.HTTPConnectionPool):
+class _UnixPool(Pool):
     ConnectionCls = _UnixConnection
 
 
-class _TLSPool(urllib3.HTTPSConnectionPool):
+class _TLSPool(TLSPool):
     ConnectionCls = _TLSConnection
 
 

@@ -1230,17 +1230,42 @@ _HEAD_TOO_LARGE: Final = f"the reply head is larger than {MAX_HEADER_BYTES} byte
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
 
 
+# Reply heads parsed before, by their exact bytes (the status line, then each field line): a
+# server sends the same few heads again and again (its Date line changes once a second, the
+# Content-Length with the size). Only heads that parsed are kept, so every rule still applies
+# to bytes never seen; bounded in count and in the size of what is kept.
+_reply_heads: dict[tuple[bytes, ...], tuple[int, int, dict[str, str]]] = {}
+_REPLY_HEAD_LIMIT: Final = 256
+_CACHEABLE_REPLY_HEAD: Final = 1024  # bytes of lines: larger heads are parsed every time
+
+
 def parse_response_head(
     status_line: bytes, header_lines: list[bytes]
 ) -> tuple[int, int, dict[str, str]]:
     """Parse a reply's status line and header lines (each without CRLF), for the client.
 
     Returns:
-        ``(minor_version, status, headers)``, header names lower-cased.
+        ``(minor_version, status, headers)``, header names lower-cased; ``headers`` is the
+        caller's own dict.
     Raises:
         HTTPError: The reply is not HTTP/1.0 or 1.1, or is malformed (the status says what
             the client would have answered; the client reports it as a lost connection).
     """
+    key = (status_line, *header_lines)
+    parsed = _reply_heads.get(key)
+    if parsed is None:
+        parsed = _parse_response_head(status_line, header_lines)
+        if len(status_line) + sum(map(len, header_lines)) <= _CACHEABLE_REPLY_HEAD:
+            if len(_reply_heads) >= _REPLY_HEAD_LIMIT:
+                _reply_heads.clear()
+            _reply_heads[key] = parsed
+    minor, status, headers = parsed
+    return minor, status, headers.copy()
+
+
+def _parse_response_head(
+    status_line: bytes, header_lines: list[bytes]
+) -> tuple[int, int, dict[str, str]]:
     match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise HTTPError(400, f"malformed status line {status_line[:80]!r}", close=True)
