@@ -631,7 +631,8 @@ def _close_conn(conn: Any) -> None:
 def _send_and_receive(
     sock: Any, wire: ClientConnection, head: bytes, body: Any, length: int, timeout: float
 ) -> tuple[int, dict[str, str], Any]:
-    sock.settimeout(timeout)
+    if sock.gettimeout() != timeout:  # set once per connection: each settimeout is an ioctl
+        sock.settimeout(timeout)
     try:
         _send_request(sock, wire.put_whole(head, length), body, length)
     except OSError as exc:
@@ -855,7 +856,8 @@ class _Transfer:
         self, sock: Any, wire: ClientConnection, head: bytes, timeout: float
     ) -> tuple[int, dict[str, str], Any]:
         """Send the request and read the reply on a connected socket, through its wire."""
-        sock.settimeout(timeout)
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
         early: OSError | None = None
         try:
             self._send_body(sock, wire, wire.start_put(head, self.size))
