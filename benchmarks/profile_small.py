@@ -112,6 +112,7 @@ def cmd_breakdown(address: str, calls: int) -> int:
     """Time each step of a dataserve small call over the Unix socket, in this process."""
     import dataserve._client as dc
     from dataserve import HTTPDataClient
+    from dataserve._wire import END_OF_MESSAGE, ClientConnection
 
     client = HTTPDataClient(unix_socket=address)
     send = client.send
@@ -180,8 +181,7 @@ def cmd_breakdown(address: str, calls: int) -> int:
             per_call(lambda: client._decode(ctype, b"[1,2,3]", None, path)),
         )
     )
-    rows.append(("conn.has_leftover()", per_call(conn.has_leftover)))
-    rows.append(("conn.reader()", per_call(conn.reader)))
+    rows.append(("conn.wire() (the connection's sans-I/O wire)", per_call(conn.wire)))
     # The round trip on the socket alone: the same request bytes, reply read with recv.
     reply_len = 0
 
@@ -206,7 +206,7 @@ def cmd_breakdown(address: str, calls: int) -> int:
     timeout = client.timeout
 
     def snr() -> None:
-        dc._send_and_receive(c2, head, body, len(body), timeout)
+        dc._send_and_receive(c2.sock, c2.wire(), head, body, len(body), timeout)
 
     for _ in range(5):
         sock.settimeout(client.timeout)
@@ -239,18 +239,17 @@ def cmd_breakdown(address: str, calls: int) -> int:
         )
     )
     pool._put_conn(c2)
+
+    def parse_reply() -> None:  # the reply as the wire takes it: one piece, head and body
+        wire = ClientConnection()
+        wire.put_whole(head, len(body))
+        wire.receive_data(reply)
+        while wire.next_event() is not END_OF_MESSAGE:
+            pass
+
     rows.append(
-        (
-            "reply head: _read_reply_head (5 readline + parse_response_head)",
-            per_call(lambda: dc._read_reply_head(io.BufferedReader(io.BytesIO(reply)))),
-        )
-    )  # type: ignore[arg-type]
-    rows.append(
-        (
-            "  of which io.BufferedReader(io.BytesIO(...)) (not in a real call)",
-            per_call(lambda: io.BufferedReader(io.BytesIO(reply))),
-        )
-    )  # type: ignore[arg-type]
+        ("reply: a fresh ClientConnection fed the whole reply, to its end", per_call(parse_reply))
+    )
     rows.append(("(a Python lambda call, the loop's own cost)", per_call(lambda: None)))
     print(f"client: whole send('/echo', [1, 2, 3]): {whole:.1f} µs per call ({calls} calls)")
     for name, us in rows:
