@@ -205,8 +205,12 @@ def cmd_breakdown(address: str, calls: int) -> int:
     layers: dict[str, list[float]] = {"send": [], "exchange": [], "snr": []}
     timeout = client.timeout
 
+    unframed = client._heads.put(path, media)  # the wire adds the framing
+
     def snr() -> None:
-        dc._send_and_receive(c2.sock, c2.wire(), head, body, len(body), timeout)
+        wire = c2.wire()
+        dc._send_and_receive(c2.sock, wire, unframed, body, len(body), timeout)
+        wire.start_next_cycle()  # as the check-in does
 
     for _ in range(5):
         sock.settimeout(client.timeout)
