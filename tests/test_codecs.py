@@ -210,6 +210,49 @@ def test_text_charset_parameter_and_case_insensitive_media_types(
     assert quoted.body == b"ok"
 
 
+class _ParamsValue:
+    pass
+
+
+def type_name_of(exc: BaseException) -> str:
+    return exc.__class__.__name__
+
+
+class _ParamsCodec:
+    """Decodes any body as the parameters it was handed, after trying to change them."""
+
+    media_type = "application/x-params"
+    types = (_ParamsValue,)
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def encode(self, value: _ParamsValue) -> bytes:
+        return b""
+
+    def decode(self, data: bytes, params: Mapping[str, str], type: object = None) -> object:
+        try:
+            params["charset"] = "changed by a codec"  # type: ignore[index]
+        except TypeError as exc:
+            self.refused.append(type_name_of(exc))
+        return dict(params)
+
+
+def test_media_type_parameters_are_quoted_strings_and_read_only() -> None:
+    codec = _ParamsCodec()
+    registry = CodecRegistry()
+    registry.register(codec)
+    header = 'application/x-params; charset="a;b"; note="say \\"hi\\""; flag; Q = 1'
+    with HTTPDataServer(Echo, registry=registry) as server:
+        for _ in range(2):  # the second request gets the same (cached) parameters, unchanged
+            reply = raw_exchange(server.port, put("/echo", b"", header))
+            assert reply.status == 200
+            assert json.loads(reply.body) == {"charset": "a;b", "note": 'say "hi"', "q": "1"}
+        assert codec.refused == ["TypeError", "TypeError"]
+        with HTTPDataClient(url=server.url) as client:
+            assert client.send("/echo", [1]) == [1]  # and the server still serves
+
+
 def test_builtin_decode_round_trips() -> None:
     assert TextCodec().decode(b"\xe9", {"charset": "latin-1"}) == "é"
     assert JsonCodec().decode(b"[1]", {}, list[int]) == [1]

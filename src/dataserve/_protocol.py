@@ -15,6 +15,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -84,7 +85,7 @@ _log: Final = logging.getLogger("dataserve")
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 OCTET_STREAM: Final = "application/octet-stream"
-_NO_PARAMS: Final[dict[str, str]] = {}
+_NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
 _HEAD_HEADERS: Final = (("Content-Type", "text/plain"),)
 LEGACY_ACCEPT: Final = ("application/json", "text/plain", "application/octet-stream")
 """What a peer that sends no ``Accept`` (dataserve 0.1) is taken to accept: the 0.1 types."""
@@ -139,7 +140,7 @@ class Request:
         resource: str,
         content_length: int,
         codec: Codec[Any] | None,
-        params: dict[str, str],
+        params: Mapping[str, str],
         accept: tuple[str, ...],
         keep_alive: bool,
         expect_continue: bool = False,
@@ -174,33 +175,50 @@ def check_token(token: str | None) -> str | None:
     return token
 
 
-_media_type_cache: dict[str, tuple[str, dict[str, str]]] = {}
+_media_type_cache: dict[str, tuple[str, Mapping[str, str]]] = {}
 
 
-def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
-    """Split a Content-Type header into its type and its parameters.
+# RFC 9110 5.6.6: parameters = *( OWS ";" OWS [ parameter ] ), parameter = name "=" value,
+# value = token / quoted-string (5.6.4: DQUOTE *( qdtext / quoted-pair ) DQUOTE).
+_PARAMETER: Final = re.compile(
+    r'[ \t]*;[ \t]*(?:([^=;\s]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^;]*))?'
+)
+_QUOTED_PAIR: Final = re.compile(r"\\(.)")
+
+
+def parse_media_type(header: str) -> tuple[str, Mapping[str, str]]:
+    """Split a Content-Type header into its type and its parameters (RFC 9110 8.3.1).
 
     Args:
-        header: As received, e.g. ``"Text/Plain; charset=latin-1"``.
+        header: As received, e.g. ``'Text/Plain; charset="latin-1"'``.
     Returns:
-        ``("text/plain", {"charset": "latin-1"})``, names lower-cased, quotes removed.
-        The parameters dict is shared: do not modify it.
+        ``("text/plain", {"charset": "latin-1"})``, names lower-cased; a quoted value is
+        unquoted (``charset="a;b"`` is ``a;b``, ``\\"`` is ``"``). The parameters are
+        read-only: they are shared by every request with the same header, so a codec cannot
+        change what the next request sees. A parameter without ``=`` is ignored.
     """
     cached = _media_type_cache.get(header)
     if cached is not None:
         return cached
-    media_type, _, rest = header.partition(";")
+    media_type, semicolon, _ = header.partition(";")
     params: dict[str, str] = {}
-    while rest:
-        item, _, rest = rest.partition(";")
-        name, eq, value = item.partition("=")
-        name = name.strip().lower()
-        if eq and name:
-            value = value.strip()
+    pos = len(media_type) if semicolon else len(header)
+    end = len(header)
+    while pos < end:
+        match = _PARAMETER.match(header, pos)
+        if match is None or match.end() == pos:  # an item without "=": skip to the next ";"
+            pos = header.find(";", pos + 1)
+            if pos < 0:
+                break
+            continue
+        name, value = match[1], match[2]
+        if name is not None:
+            value = value.strip(" \t")
             if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            params[name] = value
-    result = (media_type.strip().lower(), params)
+                value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+            params[name.lower()] = value
+        pos = match.end()
+    result = (media_type.strip().lower(), MappingProxyType(params) if params else _NO_PARAMS)
     if len(header) <= _CACHEABLE_HEADER:
         if len(_media_type_cache) >= _CACHE_LIMIT:
             _media_type_cache.clear()
@@ -210,7 +228,7 @@ def parse_media_type(header: str) -> tuple[str, dict[str, str]]:
 
 def codec_for_content_type(
     registry: CodecRegistry, content_type: str | None
-) -> tuple[Codec[Any] | None, str, dict[str, str]]:
+) -> tuple[Codec[Any] | None, str, Mapping[str, str]]:
     """The codec that decodes a body with this ``Content-Type`` (``None`` if none does).
 
     A missing or empty header means ``application/octet-stream`` (RFC 9110 section 8.3).
@@ -536,7 +554,9 @@ class ServerCore:
             self._ok_headers[content_type] = headers
         return Reply(200, headers, data)
 
-    def _decode(self, codec: Codec[Any], body: Any, params: dict[str, str], target: object) -> Any:
+    def _decode(
+        self, codec: Codec[Any], body: Any, params: Mapping[str, str], target: object
+    ) -> Any:
         try:
             return self.registry.decode(codec, body, params, target)
         except DecodeError as exc:

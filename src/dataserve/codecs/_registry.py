@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -222,7 +222,7 @@ class CodecRegistry:
         return header
 
     def decode(
-        self, codec: Codec[Any], data: Any, params: dict[str, str], target: object = None
+        self, codec: Codec[Any], data: Any, params: Mapping[str, str], target: object = None
     ) -> Any:
         """Decode a body with a codec, turning its failures into `DecodeError`.
 
