@@ -20,7 +20,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -35,6 +35,7 @@ from urllib3.util import Retry
 from . import _unix
 from ._clientcommon import (
     OUT_AND_TYPE,
+    ProgressCallback,
     bearer_header,
     connect_failed,
     connect_refused,
@@ -52,6 +53,15 @@ from ._clientcommon import (
     text_file_message,
     tls_failed,
     write_timed_out,
+)
+from ._clientcommon import (
+    BinaryWriter as _BinaryWriter,
+)
+from ._clientcommon import (
+    LocalError as _LocalError,
+)
+from ._clientcommon import (
+    guarded as _guarded,
 )
 from ._errors import (
     ConnectError,
@@ -101,17 +111,6 @@ _DIRECT_BODY: Final = 64 * 1024  # a longer kept body is received straight into 
 _RECEIVE_HIGH: Final = 1 << 20  # received bytes not yet taken: reading pauses above this
 _RECEIVE_LOW: Final = 256 * 1024  # ... and resumes below this
 _CLOSE_WAIT: Final = 1.0  # aclose() waits at most this long for sockets to be closed
-
-
-class _BinaryWriter(Protocol):
-    """What ``send(..., out=f)`` writes into: an ``open(path, "wb")`` file, a ``BytesIO``,
-    or anything with a ``write`` that takes a ``memoryview`` (and copies what it keeps)."""
-
-    def write(self, data: memoryview, /) -> object: ...
-
-
-ProgressCallback = Callable[[int, int | None], object]
-"""``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
 
 
 class AsyncHTTPDataClient:
@@ -929,15 +928,6 @@ async def _connect_unix(path: str) -> socket.socket:
 # -- one call's body and reply -------------------------------------------------------------
 
 
-class _LocalError(Exception):
-    """An error of the caller's own objects (the payload file, ``out``, the progress
-    callback): raised as it is by `send`, never mistaken for a broken connection."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(error)
-        self.error = error
-
-
 class _WriteStalled(Exception):
     """The server stopped reading the request body for the whole timeout (the cause)."""
 
@@ -1003,16 +993,6 @@ class _Sink:
     def end(self) -> None:
         if self._progress is not None:
             self._progress.end()
-
-
-def _guarded(callback: ProgressCallback) -> ProgressCallback:
-    def report(done: int, total: int | None) -> None:
-        try:
-            callback(done, total)
-        except Exception as exc:
-            raise _LocalError(exc) from exc
-
-    return report
 
 
 class _Call:

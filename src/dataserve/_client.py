@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast, overload
 
 import urllib3
 import urllib3.connection
@@ -38,6 +38,7 @@ from urllib3.util import Retry, Timeout
 from . import _unix
 from ._clientcommon import (
     OUT_AND_TYPE,
+    ProgressCallback,
     bearer_header,
     connect_failed,
     connect_refused,
@@ -55,6 +56,15 @@ from ._clientcommon import (
     text_file_message,
     tls_failed,
     write_timed_out,
+)
+from ._clientcommon import (
+    BinaryWriter as _BinaryWriter,
+)
+from ._clientcommon import (
+    LocalError as _LocalError,
+)
+from ._clientcommon import (
+    guarded as _guarded,
 )
 from ._errors import (
     ConnectError,
@@ -108,16 +118,6 @@ if TYPE_CHECKING:
 else:
     T = TypeVar("T")
 
-
-class _BinaryWriter(Protocol):
-    """What ``send(..., out=f)`` writes into: an ``open(path, "wb")`` file, a ``BytesIO``,
-    or anything with a ``write`` that takes a ``memoryview`` (and copies what it keeps)."""
-
-    def write(self, data: memoryview, /) -> object: ...
-
-
-ProgressCallback = Callable[[int, int | None], object]
-"""``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
 
 _READ_BUFFER: Final = 65536
 _DIRECT_BODY: Final = 65536  # a longer kept body is received straight into its buffer
@@ -802,15 +802,6 @@ class _BodyReader(io.RawIOBase):
 # -- streaming (SPEC 10) ---------------------------------------------------------------------
 
 
-class _LocalError(Exception):
-    """An error of the caller's own objects (the payload file, ``out``, the progress
-    callback): re-raised as it is by `send`, never mistaken for a broken connection."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(error)
-        self.error = error
-
-
 class _Transfer:
     """One streamed call: the request body read from a file (or sliced from an encoded
     value), the reply body written into ``out`` (or kept), progress reported for both.
@@ -949,16 +940,6 @@ class _Transfer:
         except Exception as exc:
             raise _LocalError(exc) from exc
         self.written += len(view)
-
-
-def _guarded(callback: ProgressCallback) -> ProgressCallback:
-    def report(done: int, total: int | None) -> None:
-        try:
-            callback(done, total)
-        except Exception as exc:
-            raise _LocalError(exc) from exc
-
-    return report
 
 
 def _local(function: Callable[..., T], *args: Any) -> T:

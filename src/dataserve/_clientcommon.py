@@ -13,7 +13,8 @@ import operator
 import os
 import re
 import ssl
-from typing import Any, Final, SupportsIndex, cast
+from collections.abc import Callable
+from typing import Any, Final, Protocol, SupportsIndex, cast
 from urllib.parse import quote
 
 from urllib3.exceptions import LocationParseError
@@ -29,7 +30,10 @@ __all__ = [
     "MAX_PORT",
     "OUT_AND_TYPE",
     "PATH_SAFE",
+    "BinaryWriter",
     "ClientTarget",
+    "LocalError",
+    "ProgressCallback",
     "bearer_header",
     "connect_failed",
     "connect_refused",
@@ -37,6 +41,7 @@ __all__ = [
     "connection_broke",
     "decode_reply",
     "file_ended_early",
+    "guarded",
     "pipe_not_replayed",
     "read_timed_out",
     "reply_written_then_broke",
@@ -354,3 +359,35 @@ def text_file_message(resource: str) -> str:
 OUT_AND_TYPE: Final = (
     "give send() either type= (decode the reply) or out= (write its bytes), not both"
 )
+
+
+class BinaryWriter(Protocol):
+    """What ``send(..., out=f)`` writes into: an ``open(path, "wb")`` file, a ``BytesIO``,
+    or anything with a ``write`` that takes a ``memoryview`` (and copies what it keeps)."""
+
+    def write(self, data: memoryview, /) -> object: ...
+
+
+ProgressCallback = Callable[[int, int | None], object]
+"""``progress(done, total)``: bytes moved so far, and the body's length (``None`` if unknown)."""
+
+
+class LocalError(Exception):
+    """An error of the caller's own objects (the payload file, ``out``, the progress
+    callback): raised as it is by ``send``, never mistaken for a broken connection."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def guarded(callback: ProgressCallback) -> ProgressCallback:
+    """``callback``, with whatever it raises marked as the caller's own (`LocalError`)."""
+
+    def report(done: int, total: int | None) -> None:
+        try:
+            callback(done, total)
+        except Exception as exc:
+            raise LocalError(exc) from exc
+
+    return report
